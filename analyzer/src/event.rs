@@ -1,0 +1,319 @@
+//! One recorded request, and the request-time facts derived for it: client key, referer, UA class, context.
+
+use sha2::{Digest, Sha256};
+
+/// How an asset reached the client on this event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(i64)]
+pub enum PushMark {
+    /// The client asked for it.
+    #[default]
+    Requested = 0,
+    /// The server pushed it.
+    Pushed = 1,
+    /// The server pushed it and the client cancelled the push (it did not want it).
+    Cancelled = 2,
+    /// It was in the set but skipped because the client's cache digest said it has it.
+    SkippedDigest = 3,
+    /// It was sent as a 103 Early Hint / preload link, so the browser fetched it because we said so.
+    Hinted = 4,
+}
+
+impl PushMark {
+    pub fn from_i64(v: i64) -> PushMark {
+        match v {
+            1 => PushMark::Pushed,
+            2 => PushMark::Cancelled,
+            3 => PushMark::SkippedDigest,
+            4 => PushMark::Hinted,
+            _ => PushMark::Requested,
+        }
+    }
+}
+
+/// One response served (or one access-log line imported).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub ts_ms: i64,
+    pub client: i64,
+    pub conn_id: i64,
+    pub stream_id: i64,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub bytes: u64,
+    pub content_type: Option<String>,
+    pub referer: Referer,
+    pub is_page: bool,
+    pub browser: bool,
+    pub cacheable: bool,
+    pub push: PushMark,
+    pub holdout: bool,
+    pub source: Option<i64>,
+    pub source_line: Option<i64>,
+}
+
+/// A Referer header reduced to what the analyzer may keep.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Referer {
+    /// No Referer header.
+    #[default]
+    None,
+    /// A same-site page or asset, as a path without query or fragment.
+    SameSite(String),
+    /// Another site: kept only as this fact, never the URL.
+    External,
+}
+
+impl Referer {
+    /// Reduces a raw Referer to a same-site path or `External`.
+    ///
+    /// `own_hosts` are the site's host names (with or without port); a relative referer is same-site.
+    pub fn reduce(raw: Option<&str>, own_hosts: &[&str], keep_query: bool) -> Referer {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty() && *r != "-") else {
+            return Referer::None;
+        };
+        if raw.starts_with('/') && !raw.starts_with("//") {
+            return Referer::SameSite(normalize_path(raw, keep_query));
+        }
+        let rest = if let Some(r) = raw.strip_prefix("https://") {
+            r
+        } else if let Some(r) = raw.strip_prefix("http://") {
+            r
+        } else if let Some(r) = raw.strip_prefix("//") {
+            r
+        } else {
+            return Referer::External;
+        };
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let host = strip_port(authority);
+        let same = own_hosts
+            .iter()
+            .any(|h| strip_port(h).eq_ignore_ascii_case(host));
+        if !same {
+            return Referer::External;
+        }
+        let path = if path.starts_with('/') {
+            normalize_path(path, keep_query)
+        } else {
+            "/".to_string()
+        };
+        Referer::SameSite(path)
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Referer::SameSite(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A page view "enters" the site when it has no same-site referer: likely a cold cache.
+    pub fn is_entry(&self) -> bool {
+        !matches!(self, Referer::SameSite(_))
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if authority.starts_with('[') {
+        return authority.split(']').next().map_or(authority, |h| &h[1..]);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// Drops the fragment always and the query string unless `keep_query`; never returns an empty path.
+pub fn normalize_path(path: &str, keep_query: bool) -> String {
+    let path = path.split('#').next().unwrap_or("");
+    let path = if keep_query {
+        path
+    } else {
+        path.split('?').next().unwrap_or("")
+    };
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// True when a User-Agent looks like an interactive browser (which fetches subresources).
+///
+/// Crawlers, monitors, feed readers and command-line clients fetch pages only, so pushing to them
+/// is waste; the analyzer learns them as a separate context.
+pub fn is_browser(user_agent: Option<&str>) -> bool {
+    let Some(ua) = user_agent else { return false };
+    if !ua.starts_with("Mozilla/") {
+        return false;
+    }
+    let lower = ua.to_ascii_lowercase();
+    const NOT_BROWSERS: [&str; 12] = [
+        "bot",
+        "crawl",
+        "spider",
+        "slurp",
+        "monitor",
+        "feed",
+        "preview",
+        "fetch",
+        "python",
+        "curl",
+        "wget",
+        "lighthouse",
+    ];
+    !NOT_BROWSERS.iter().any(|w| lower.contains(w))
+}
+
+/// The request context a push set is learned and chosen for: UA class × entering or navigating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Context {
+    pub browser: bool,
+    pub entry: bool,
+}
+
+impl Context {
+    pub const ALL: [Context; 4] = [
+        Context {
+            browser: true,
+            entry: true,
+        },
+        Context {
+            browser: true,
+            entry: false,
+        },
+        Context {
+            browser: false,
+            entry: true,
+        },
+        Context {
+            browser: false,
+            entry: false,
+        },
+    ];
+
+    pub fn of(browser: bool, referer: &Referer) -> Context {
+        Context {
+            browser,
+            entry: referer.is_entry(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match (self.browser, self.entry) {
+            (true, true) => "browser/entry",
+            (true, false) => "browser/internal",
+            (false, true) => "other/entry",
+            (false, false) => "other/internal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Context> {
+        Context::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// Hashes IP + User-Agent with the database's secret salt, so raw IPs are never stored.
+#[derive(Clone)]
+pub struct ClientKeyer {
+    salt: [u8; 32],
+}
+
+impl ClientKeyer {
+    pub fn new(salt: [u8; 32]) -> Self {
+        ClientKeyer { salt }
+    }
+
+    pub fn key(&self, ip: &str, user_agent: Option<&str>) -> i64 {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(ip.as_bytes());
+        h.update([0u8]);
+        h.update(user_agent.unwrap_or("").as_bytes());
+        let out = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&out[..8]);
+        i64::from_be_bytes(b)
+    }
+}
+
+/// The `as=` value of a preload link for an asset path (by extension).
+pub fn as_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "css" => "style",
+        "js" | "mjs" => "script",
+        "woff" | "woff2" | "ttf" | "otf" | "eot" => "font",
+        "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "avif" | "ico" | "bmp" => "image",
+        _ => "fetch",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referer_on_any_own_host_becomes_a_path_without_query() {
+        let hosts = ["example.com", "www.example.com:443"];
+        assert_eq!(
+            Referer::reduce(
+                Some("https://www.example.com/blog/?utm=x#top"),
+                &hosts,
+                false
+            ),
+            Referer::SameSite("/blog/".into())
+        );
+        assert_eq!(
+            Referer::reduce(Some("http://EXAMPLE.com:8080"), &hosts, false),
+            Referer::SameSite("/".into())
+        );
+        assert_eq!(
+            Referer::reduce(Some("/a.css?v=2"), &hosts, true),
+            Referer::SameSite("/a.css?v=2".into())
+        );
+    }
+
+    #[test]
+    fn referer_from_other_sites_or_garbage_is_external_or_none() {
+        let hosts = ["example.com"];
+        assert_eq!(
+            Referer::reduce(Some("https://google.com/search?q=1"), &hosts, false),
+            Referer::External
+        );
+        assert_eq!(Referer::reduce(Some("-"), &hosts, false), Referer::None);
+        assert_eq!(Referer::reduce(None, &hosts, false), Referer::None);
+        assert_eq!(
+            Referer::reduce(Some("android-app://x"), &hosts, false),
+            Referer::External
+        );
+    }
+
+    #[test]
+    fn bots_and_tools_are_not_browsers() {
+        assert!(is_browser(Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
+        )));
+        assert!(!is_browser(Some(
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        )));
+        assert!(!is_browser(Some("curl/8.0")));
+        assert!(!is_browser(Some("nghttp2/1.52.0")));
+        assert!(!is_browser(None));
+    }
+
+    #[test]
+    fn client_key_depends_on_salt_and_never_contains_the_ip() {
+        let a = ClientKeyer::new([1; 32]).key("10.0.0.1", Some("ua"));
+        let b = ClientKeyer::new([2; 32]).key("10.0.0.1", Some("ua"));
+        assert_ne!(a, b);
+        assert_eq!(a, ClientKeyer::new([1; 32]).key("10.0.0.1", Some("ua")));
+    }
+}

@@ -1,0 +1,565 @@
+//! The store: every SQL statement pushwise runs lives in this module, behind a narrow typed API.
+//!
+//! Why one module: the server must never grow ad-hoc queries on its request path, and a second
+//! backend (PostgreSQL for fleets) has one place to be taught.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, SqlitePool};
+
+use crate::error::Error;
+use crate::event::{Event, Referer};
+
+/// The migrations in `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Rows per multi-row INSERT: 17 columns × 500 stays far below SQLite's variable limit.
+const INSERT_CHUNK: usize = 500;
+
+/// A handle to pushwise's database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    read_only: bool,
+}
+
+/// One event as the learner reads it back (the columns it needs, nothing else).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub client: i64,
+    pub conn_id: i64,
+    pub path: String,
+    pub status: u16,
+    pub bytes: i64,
+    pub referer: Option<String>,
+    pub referer_external: bool,
+    pub is_page: bool,
+    pub browser: bool,
+    pub cacheable: bool,
+    pub push: i64,
+    pub holdout: bool,
+}
+
+/// One candidate asset of one page and context, as the analyzer wrote it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetRow {
+    pub page: String,
+    pub context: String,
+    #[serde(rename = "path")]
+    pub asset: String,
+    pub probability: f64,
+    pub support: i64,
+    pub delay_ms: i64,
+    pub bytes: i64,
+    pub as_type: String,
+    pub in_set: bool,
+    pub position: i64,
+    pub reason: String,
+}
+
+/// Views of one page in one context, per generation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PageStat {
+    pub page: String,
+    pub context: String,
+    pub views: i64,
+    pub weighted: f64,
+    pub uses_own: bool,
+}
+
+/// Summary of a generation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Generation {
+    pub id: i64,
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub pages: i64,
+    pub duration_ms: i64,
+}
+
+/// A complete new generation of push sets, written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct NewGeneration {
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub duration_ms: i64,
+    pub pages: Vec<PageStat>,
+    pub assets: Vec<SetRow>,
+}
+
+/// Threshold in force for one page (or globally when `page` is empty).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdRow {
+    pub page: String,
+    pub probability: Option<f64>,
+    pub min_support: Option<i64>,
+}
+
+/// An operator's pin (always push) or ban (never push).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PinRow {
+    pub page: String,
+    pub asset: String,
+    pub action: String,
+}
+
+impl Store {
+    /// Opens (creating if missing) the SQLite database at `path` and applies the migrations.
+    ///
+    /// WAL + `synchronous=NORMAL`: a crash loses at most the last transaction, never corrupts.
+    pub async fn open(path: &Path) -> Result<Store, Error> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(2))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            pool,
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing database without writing to it (no migrations, no WAL switch).
+    ///
+    /// Used when the file exists but cannot be written: the server keeps serving and reading
+    /// push sets while its recorder counts failed batches.
+    pub async fn open_read_only(path: &Path) -> Result<Store, Error> {
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(2));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        Ok(Store {
+            pool,
+            read_only: true,
+        })
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Closes the pool, waiting for connections to finish (so the WAL is checkpointed).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The per-install secret salt for client keys, generated on first use and kept in the database.
+    pub async fn salt(&self) -> Result<[u8; 32], Error> {
+        if let Some(hex_salt) = self.setting("client_salt").await? {
+            let bytes = hex::decode(&hex_salt)
+                .map_err(|_| Error::invalid("stored client salt is corrupt"))?;
+            let salt: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| Error::invalid("stored client salt has the wrong length"))?;
+            return Ok(salt);
+        }
+        let mut salt = [0u8; 32];
+        let mut rng = fastrand::Rng::new();
+        // fastrand seeds from the OS per thread; mix in time and address entropy for good measure.
+        for (i, b) in salt.iter_mut().enumerate() {
+            *b = rng.u8(..) ^ (i as u8);
+        }
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes();
+        for (s, t) in salt.iter_mut().zip(t.iter()) {
+            *s ^= t;
+        }
+        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('client_salt', ?)")
+            .bind(hex::encode(salt))
+            .execute(&self.pool)
+            .await?;
+        // Another process may have won the race: read back what is stored.
+        let stored = self.setting("client_salt").await?.unwrap_or_default();
+        let bytes =
+            hex::decode(stored).map_err(|_| Error::invalid("stored client salt is corrupt"))?;
+        bytes
+            .try_into()
+            .map_err(|_| Error::invalid("stored client salt has the wrong length"))
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts a batch in one transaction with multi-row INSERTs. Imported lines already
+    /// present (same file fingerprint and line) are ignored, so re-imports do not duplicate.
+    /// Returns the number of rows actually inserted.
+    pub async fn insert_events(&self, events: &[Event]) -> Result<u64, Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT OR IGNORE INTO events (ts_ms, client, conn_id, stream_id, method, path, status, \
+                 bytes, content_type, referer, referer_external, is_page, browser, cacheable, push, \
+                 holdout, source, source_line) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.ts_ms)
+                    .push_bind(e.client)
+                    .push_bind(e.conn_id)
+                    .push_bind(e.stream_id)
+                    .push_bind(&e.method)
+                    .push_bind(&e.path)
+                    .push_bind(i64::from(e.status))
+                    .push_bind(i64::try_from(e.bytes).unwrap_or(i64::MAX))
+                    .push_bind(&e.content_type)
+                    .push_bind(e.referer.path())
+                    .push_bind(matches!(e.referer, Referer::External))
+                    .push_bind(e.is_page)
+                    .push_bind(e.browser)
+                    .push_bind(e.cacheable)
+                    .push_bind(e.push as i64)
+                    .push_bind(e.holdout)
+                    .push_bind(e.source)
+                    .push_bind(e.source_line);
+            });
+            inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Deletes events older than `ts_ms` (retention). Returns rows deleted.
+    pub async fn prune_events_before(&self, ts_ms: i64) -> Result<u64, Error> {
+        let r = sqlx::query("DELETE FROM events WHERE ts_ms < ?")
+            .bind(ts_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn count_events(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// All events at or after `since_ms`, in insertion order, with the columns the learner needs.
+    pub async fn load_events(&self, since_ms: i64) -> Result<Vec<EventRow>, Error> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, referer_external, \
+             is_page, browser, cacheable, push, holdout FROM events WHERE ts_ms >= ? ORDER BY id",
+        )
+        .bind(since_ms)
+        .fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(r) = rows.try_next().await? {
+            out.push(EventRow {
+                id: r.get(0),
+                ts_ms: r.get(1),
+                client: r.get(2),
+                conn_id: r.get(3),
+                path: r.get(4),
+                status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+                bytes: r.get(6),
+                referer: r.get(7),
+                referer_external: r.get(8),
+                is_page: r.get(9),
+                browser: r.get(10),
+                cacheable: r.get(11),
+                push: r.get(12),
+                holdout: r.get(13),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest generation's id, if the analyzer has run. Cheap: the server polls it.
+    pub async fn latest_generation(&self) -> Result<Option<i64>, Error> {
+        Ok(sqlx::query_scalar("SELECT MAX(id) FROM generations")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn generation(&self, id: i64) -> Result<Option<Generation>, Error> {
+        let row = sqlx::query(
+            "SELECT id, created_ms, events, views, pages, duration_ms FROM generations WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Generation {
+            id: r.get(0),
+            created_ms: r.get(1),
+            events: r.get(2),
+            views: r.get(3),
+            pages: r.get(4),
+            duration_ms: r.get(5),
+        }))
+    }
+
+    /// Writes a complete generation in one transaction and keeps only the newest few.
+    pub async fn write_generation(&self, g: &NewGeneration) -> Result<i64, Error> {
+        let mut tx = self.pool.begin().await?;
+        let distinct_pages = {
+            let mut p: Vec<&str> = g.pages.iter().map(|p| p.page.as_str()).collect();
+            p.sort_unstable();
+            p.dedup();
+            p.len() as i64
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO generations (created_ms, events, views, pages, duration_ms) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(g.created_ms)
+        .bind(g.events)
+        .bind(g.views)
+        .bind(distinct_pages)
+        .bind(g.duration_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        for chunk in g.pages.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO page_stats (generation, page, context, views, weighted, uses_own) ",
+            );
+            qb.push_values(chunk, |mut b, p| {
+                b.push_bind(id)
+                    .push_bind(&p.page)
+                    .push_bind(&p.context)
+                    .push_bind(p.views)
+                    .push_bind(p.weighted)
+                    .push_bind(p.uses_own);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        for chunk in g.assets.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO set_assets (generation, page, context, asset, probability, support, \
+                 delay_ms, bytes, as_type, in_set, position, reason) ",
+            );
+            qb.push_values(chunk, |mut b, a| {
+                b.push_bind(id)
+                    .push_bind(&a.page)
+                    .push_bind(&a.context)
+                    .push_bind(&a.asset)
+                    .push_bind(a.probability)
+                    .push_bind(a.support)
+                    .push_bind(a.delay_ms)
+                    .push_bind(a.bytes)
+                    .push_bind(&a.as_type)
+                    .push_bind(a.in_set)
+                    .push_bind(a.position)
+                    .push_bind(&a.reason);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        // Keep a few generations for inspection; older ones go (children first).
+        for sql in [
+            "DELETE FROM set_assets WHERE generation <= ? - 5",
+            "DELETE FROM page_stats WHERE generation <= ? - 5",
+            "DELETE FROM generations WHERE id <= ? - 5",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Candidate rows of a generation, optionally only those in a set and only for one page.
+    pub async fn set_rows(
+        &self,
+        generation: i64,
+        only_in_set: bool,
+        page: Option<&str>,
+    ) -> Result<Vec<SetRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT page, context, asset, probability, support, delay_ms, bytes, as_type, in_set, \
+             position, reason FROM set_assets \
+             WHERE generation = ?1 AND (?2 = 0 OR in_set = 1) AND (?3 IS NULL OR page = ?3) \
+             ORDER BY page, context, position",
+        )
+        .bind(generation)
+        .bind(only_in_set)
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SetRow {
+                page: r.get(0),
+                context: r.get(1),
+                asset: r.get(2),
+                probability: r.get(3),
+                support: r.get(4),
+                delay_ms: r.get(5),
+                bytes: r.get(6),
+                as_type: r.get(7),
+                in_set: r.get(8),
+                position: r.get(9),
+                reason: r.get(10),
+            })
+            .collect())
+    }
+
+    pub async fn page_stats(
+        &self,
+        generation: i64,
+        page: Option<&str>,
+    ) -> Result<Vec<PageStat>, Error> {
+        let rows = sqlx::query(
+            "SELECT page, context, views, weighted, uses_own FROM page_stats \
+             WHERE generation = ?1 AND (?2 IS NULL OR page = ?2) ORDER BY page, context",
+        )
+        .bind(generation)
+        .bind(page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PageStat {
+                page: r.get(0),
+                context: r.get(1),
+                views: r.get(2),
+                weighted: r.get(3),
+                uses_own: r.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {
+        let rows =
+            sqlx::query("SELECT page, probability, min_support FROM thresholds ORDER BY page")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ThresholdRow {
+                page: r.get(0),
+                probability: r.get(1),
+                min_support: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Sets the probability threshold and/or minimum support globally (`page` None) or for a page.
+    pub async fn set_threshold(
+        &self,
+        page: Option<&str>,
+        probability: Option<f64>,
+        min_support: Option<i64>,
+    ) -> Result<(), Error> {
+        if let Some(p) = probability
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(Error::invalid(format!(
+                "threshold must be between 0 and 1, got {p}"
+            )));
+        }
+        if let Some(m) = min_support
+            && m < 1
+        {
+            return Err(Error::invalid(format!(
+                "minimum support must be at least 1, got {m}"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO thresholds (page, probability, min_support) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (page) DO UPDATE SET \
+               probability = COALESCE(excluded.probability, thresholds.probability), \
+               min_support = COALESCE(excluded.min_support, thresholds.min_support)",
+        )
+        .bind(page.unwrap_or(""))
+        .bind(probability)
+        .bind(min_support)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a page override (or the global setting, falling back to built-in defaults).
+    pub async fn clear_threshold(&self, page: Option<&str>) -> Result<bool, Error> {
+        let r = sqlx::query("DELETE FROM thresholds WHERE page = ?")
+            .bind(page.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn pins(&self) -> Result<Vec<PinRow>, Error> {
+        let rows = sqlx::query("SELECT page, asset, action FROM pins ORDER BY page, asset")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PinRow {
+                page: r.get(0),
+                asset: r.get(1),
+                action: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Pins (`"pin"`), bans (`"ban"`) or clears (`None`) an asset for a page.
+    pub async fn set_pin(
+        &self,
+        page: &str,
+        asset: &str,
+        action: Option<&str>,
+    ) -> Result<(), Error> {
+        match action {
+            Some(a @ ("pin" | "ban")) => {
+                sqlx::query(
+                    "INSERT INTO pins (page, asset, action) VALUES (?, ?, ?) \
+                     ON CONFLICT (page, asset) DO UPDATE SET action = excluded.action",
+                )
+                .bind(page)
+                .bind(asset)
+                .bind(a)
+                .execute(&self.pool)
+                .await?;
+            }
+            Some(other) => return Err(Error::invalid(format!("unknown pin action {other:?}"))),
+            None => {
+                sqlx::query("DELETE FROM pins WHERE page = ? AND asset = ?")
+                    .bind(page)
+                    .bind(asset)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! One request/response exchange as the recorder and metrics see it, and the body wrapper that
+//! records the exchange once its last byte has been handed to the connection.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, header};
+use http_body::{Frame, SizeHint};
+use pushwise_analyzer::event::{is_browser, normalize_path};
+use pushwise_analyzer::{Event, PushMark, Referer};
+
+use crate::body::Body;
+use crate::metrics::{Protocol, RequestLabels, StatusClass};
+use crate::server::Shared;
+
+/// What is known of a request when it arrives.
+#[derive(Debug, Clone)]
+pub struct ReqInfo {
+    pub started: Instant,
+    pub ts_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub client: i64,
+    pub browser: bool,
+    pub referer: Referer,
+    pub conn_id: i64,
+    pub stream_id: i64,
+    pub protocol: Protocol,
+    pub user_agent: Option<String>,
+    pub raw_referer: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ReqInfo {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: &Shared,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        authority: &str,
+        client_ip: std::net::IpAddr,
+        conn_id: u64,
+        stream_id: u32,
+        protocol: Protocol,
+    ) -> ReqInfo {
+        let ua = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let raw_ref = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
+        let mut hosts: Vec<&str> = shared.config.hosts.iter().map(String::as_str).collect();
+        hosts.push(authority);
+        let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        ReqInfo {
+            started: Instant::now(),
+            ts_ms: now_ms(),
+            method: method.as_str().to_string(),
+            path: normalize_path(pq, shared.config.keep_query),
+            client: shared.keyer.key(&client_ip.to_string(), ua),
+            browser: is_browser(ua),
+            referer: Referer::reduce(raw_ref, &hosts, shared.config.keep_query),
+            conn_id: conn_id as i64,
+            stream_id: i64::from(stream_id),
+            protocol,
+            user_agent: ua.map(String::from),
+            raw_referer: raw_ref.map(String::from),
+        }
+    }
+}
+
+/// What the response was, for the event.
+#[derive(Debug, Clone)]
+pub struct RespInfo {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub cacheable: bool,
+    pub is_page: bool,
+    pub push: PushMark,
+    pub holdout: bool,
+}
+
+impl RespInfo {
+    pub fn of(parts: &http::response::Parts, is_page: bool) -> RespInfo {
+        RespInfo {
+            status: parts.status.as_u16(),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(';').next().unwrap_or(s).trim().to_string()),
+            cacheable: crate::origin::is_shareable(&parts.headers),
+            is_page,
+            push: PushMark::Requested,
+            holdout: false,
+        }
+    }
+}
+
+/// Records one finished exchange: metrics always, an event when recording is on.
+pub fn finish(shared: &Shared, req: &ReqInfo, resp: &RespInfo, bytes: u64) {
+    if resp.push == PushMark::Requested {
+        shared
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                protocol: req.protocol,
+                status_class: StatusClass::of(resp.status),
+            })
+            .inc();
+        shared
+            .metrics
+            .request_duration
+            .observe(req.started.elapsed().as_secs_f64());
+        if shared.config.access_log {
+            access_log_line(req, resp, bytes);
+        }
+    }
+    if let Some(rec) = &shared.recorder {
+        rec.record(Event {
+            ts_ms: req.ts_ms,
+            client: req.client,
+            conn_id: req.conn_id,
+            stream_id: req.stream_id,
+            method: req.method.clone(),
+            path: req.path.clone(),
+            status: resp.status,
+            bytes,
+            content_type: resp.content_type.clone(),
+            referer: req.referer.clone(),
+            is_page: resp.is_page,
+            browser: req.browser,
+            cacheable: resp.cacheable,
+            push: resp.push,
+            holdout: resp.holdout,
+            source: None,
+            source_line: None,
+        });
+    }
+}
+
+/// A combined-format line (with the client key instead of the IP), re-importable by `pushwise import`.
+fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
+    let q = |s: &Option<String>| s.as_deref().unwrap_or("-").replace('"', "\\\"");
+    tracing::info!(
+        target: "pushwise::access",
+        "{:016x} - - [{}] \"{} {} HTTP/2\" {} {} \"{}\" \"{}\"",
+        req.client, clf_time(req.ts_ms).unwrap_or_default(), req.method, req.path, resp.status, bytes,
+        q(&req.raw_referer), q(&req.user_agent)
+    );
+}
+
+/// `10/Oct/2000:13:55:36 +0000` for a Unix time in ms (UTC).
+pub fn clf_time(ts_ms: i64) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ts_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil_from_days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Some(format!(
+        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000",
+        MONTHS.get((m - 1) as usize)?,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+type OnDone = Box<dyn FnOnce(u64) + Send + Sync>;
+
+/// Counts body bytes and calls `on_done` exactly once, when the body is dropped (sent or aborted).
+pub struct RecordingBody {
+    inner: Body,
+    bytes: u64,
+    on_done: Option<OnDone>,
+}
+
+impl RecordingBody {
+    pub fn new(inner: Body, on_done: impl FnOnce(u64) + Send + Sync + 'static) -> Self {
+        RecordingBody {
+            inner,
+            bytes: 0,
+            on_done: Some(Box::new(on_done)),
+        }
+    }
+
+    /// Wraps a response body so the exchange is recorded when it ends.
+    pub fn wrap(shared: Arc<Shared>, req: ReqInfo, resp: RespInfo, body: Body) -> Body {
+        use http_body_util::BodyExt;
+        RecordingBody::new(body, move |bytes| finish(&shared, &req, &resp, bytes)).boxed()
+    }
+}
+
+impl Drop for RecordingBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_done.take() {
+            f(self.bytes);
+        }
+    }
+}
+
+impl http_body::Body for RecordingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r
+            && let Some(d) = f.data_ref()
+        {
+            this.bytes += d.len() as u64;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clf_time_formats_utc() {
+        assert_eq!(
+            super::clf_time(971_211_336_000).unwrap(),
+            "10/Oct/2000:20:55:36 +0000"
+        );
+        assert_eq!(
+            super::clf_time(1_704_067_200_000).unwrap(),
+            "01/Jan/2024:00:00:00 +0000"
+        );
+    }
+}

@@ -1,0 +1,480 @@
+//! One HTTP/2 connection (the `h2` crate directly, because push and 103 need it): streams, push
+//! promises for learned sets, Early Hints fallback, flow-controlled bodies.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use pushwise_analyzer::PushMark;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::body::Body;
+use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish};
+use crate::metrics::{Protocol, PushOutcome};
+use crate::origin::{OriginRequest, is_cacheable, simple};
+use crate::push::{self, ConnState, ViewPlan};
+use crate::server::Shared;
+
+pub(crate) async fn serve<IO>(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    io: IO,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = &shared.config;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .max_header_list_size(cfg.max_header_list_size)
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .max_send_buffer_size(256 * 1024);
+    let mut h2 = match tokio::time::timeout(
+        cfg.handshake_timeout,
+        builder.handshake::<_, Bytes>(io),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        _ => return,
+    };
+    let active = Arc::new(AtomicUsize::new(0));
+    let idle = tokio::time::sleep(cfg.idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            next = h2.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
+                    let max_send = h2.max_concurrent_send_streams();
+                    let shared = Arc::clone(&shared);
+                    let conn = Arc::clone(&conn);
+                    let active = Arc::clone(&active);
+                    let t2 = tracker.clone();
+                    active.fetch_add(1, Ordering::Relaxed);
+                    tracker.spawn(async move {
+                        handle_stream(shared, conn, req, respond, max_send, t2).await;
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(conn = conn.id, error = %e, "h2 connection error");
+                    break;
+                }
+                None => break,
+            },
+            _ = cancel.cancelled(), if !closing => {
+                closing = true;
+                h2.graceful_shutdown();
+            }
+            _ = &mut idle, if !closing => {
+                if active.load(Ordering::Relaxed) == 0 {
+                    closing = true;
+                    h2.graceful_shutdown();
+                } else {
+                    idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Reads a request body up to `limit` bytes; `None` when it is larger or broken.
+async fn read_body(mut body: RecvStream, limit: usize) -> Option<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if buf.len() + chunk.len() > limit {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Some(buf.freeze())
+}
+
+/// One pushed asset, promised and waiting for its body to be sent.
+struct Pushed {
+    path: String,
+    stream: h2::server::SendPushedResponse<Bytes>,
+    parts: http::response::Parts,
+    body: Body,
+}
+
+async fn handle_stream(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    max_send_streams: usize,
+    tracker: TaskTracker,
+) {
+    conn.requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    let info = ReqInfo::new(
+        &shared,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &authority,
+        conn.client_ip,
+        conn.id,
+        respond.stream_id().as_u32(),
+        Protocol::h2,
+    );
+    conn.note(&info.path);
+    let req_body = match read_body(body, shared.config.max_request_body).await {
+        Some(b) => b,
+        None => {
+            let resp = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            send(&shared, &mut respond, info, resp, None, Vec::new()).await;
+            return;
+        }
+    };
+    let oreq = OriginRequest {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: req_body,
+        client_ip: Some(conn.client_ip),
+    };
+    let resp = shared.origin.serve(oreq).await;
+    let is_page =
+        parts.method == Method::GET && resp.status() == StatusCode::OK && is_html(resp.headers());
+    if !is_page {
+        send(&shared, &mut respond, info, resp, None, Vec::new()).await;
+        return;
+    }
+    shared.metrics.page_views.inc();
+    let plan = push::plan_view(&shared, &conn, &parts.headers, &authority, &info.path);
+    let (mut resp_parts, resp_body) = resp.into_parts();
+    let mut pushed: Vec<Pushed> = Vec::new();
+    let mut hinted: Vec<usize> = Vec::new();
+    let use_push = shared.config.push_mode == crate::PushMode::Push && !conn.push_refused();
+    if !plan.candidates.is_empty() {
+        if use_push {
+            let refused_at = promise_all(
+                &shared,
+                &conn,
+                &mut respond,
+                &plan,
+                &authority,
+                max_send_streams,
+                &mut pushed,
+            )
+            .await;
+            if let Some(i) = refused_at {
+                hinted.extend(i..plan.candidates.len());
+            }
+        } else {
+            hinted.extend(0..plan.candidates.len());
+        }
+    }
+    if !hinted.is_empty() {
+        let links: Vec<HeaderValue> = hinted
+            .iter()
+            .filter_map(|&i| push::link_value(&plan.candidates[i]))
+            .collect();
+        let mut early = Response::new(());
+        *early.status_mut() = StatusCode::EARLY_HINTS;
+        for l in &links {
+            early.headers_mut().append(header::LINK, l.clone());
+            resp_parts.headers.append(header::LINK, l.clone());
+        }
+        if respond.send_informational(early).is_ok() {
+            shared.metrics.early_hints.inc();
+        }
+    }
+    let mut delivered: Vec<String> = pushed.iter().map(|p| p.path.clone()).collect();
+    delivered.extend(hinted.iter().map(|&i| plan.candidates[i].path.clone()));
+    if let Some(cookie) = push::digest_cookie(&shared, &authority, &plan, &delivered) {
+        resp_parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    record_skips(&shared, &info, &plan, &hinted);
+    let resp = Response::from_parts(resp_parts, resp_body);
+    send(
+        &shared,
+        &mut respond,
+        info.clone(),
+        resp,
+        Some(&plan),
+        pushed_into_tasks(&shared, &conn, &info, pushed, &tracker),
+    )
+    .await;
+}
+
+/// Promises the plan's candidates in order. Returns the index at which the client refused push
+/// (so the rest, and this connection from now on, fall back to hints), or `None`.
+async fn promise_all(
+    shared: &Arc<Shared>,
+    conn: &ConnState,
+    respond: &mut SendResponse<Bytes>,
+    plan: &ViewPlan,
+    authority: &str,
+    max_send_streams: usize,
+    out: &mut Vec<Pushed>,
+) -> Option<usize> {
+    for (i, a) in plan.candidates.iter().enumerate() {
+        // Never more pushes than the client lets us open at once (excess would be refused).
+        if out.len() >= max_send_streams.saturating_sub(1) {
+            shared.metrics.push(PushOutcome::skipped_budget);
+            continue;
+        }
+        let url = push::absolute_url(authority, &a.path);
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            continue;
+        };
+        // Only what the origin answers 200 and cacheable is pushed: ask it first.
+        let resp = shared
+            .origin
+            .serve(OriginRequest {
+                method: Method::GET,
+                uri: uri.clone(),
+                headers: http::HeaderMap::new(),
+                body: Bytes::new(),
+                client_ip: Some(conn.client_ip),
+            })
+            .await;
+        let (parts, body) = resp.into_parts();
+        if !is_cacheable(&parts) {
+            shared.metrics.push(PushOutcome::skipped_uncacheable);
+            continue;
+        }
+        let mut preq = Request::new(());
+        *preq.method_mut() = Method::GET;
+        *preq.uri_mut() = uri;
+        match respond.push_request(preq) {
+            Ok(stream) => {
+                shared.metrics.push(PushOutcome::promised);
+                conn.note(&a.path);
+                conn.pushes.fetch_add(1, Ordering::Relaxed);
+                out.push(Pushed {
+                    path: a.path.clone(),
+                    stream,
+                    parts,
+                    body,
+                });
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn.id, error = %e, "client refuses push; using Early Hints");
+                shared.metrics.push_n(
+                    PushOutcome::refused_by_client,
+                    (plan.candidates.len() - i) as u64,
+                );
+                conn.refuse_push();
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// Events for assets skipped by digest and for assets hinted, so the analyzer knows their need
+/// was not observable on this view.
+fn record_skips(shared: &Shared, info: &ReqInfo, plan: &ViewPlan, hinted: &[usize]) {
+    let marks = plan
+        .skipped_digest
+        .iter()
+        .map(|p| (p.as_str(), PushMark::SkippedDigest))
+        .chain(
+            hinted
+                .iter()
+                .map(|&i| (plan.candidates[i].path.as_str(), PushMark::Hinted)),
+        );
+    for (path, mark) in marks {
+        let req = ReqInfo {
+            path: path.to_string(),
+            referer: pushwise_analyzer::Referer::SameSite(info.path.clone()),
+            ..info.clone()
+        };
+        let resp = RespInfo {
+            status: 0,
+            content_type: None,
+            cacheable: true,
+            is_page: false,
+            push: mark,
+            holdout: false,
+        };
+        finish(shared, &req, &resp, 0);
+    }
+}
+
+type PushTask = Box<dyn FnOnce() + Send>;
+
+/// Turns promised pushes into tasks that send their responses (started after the page's headers).
+fn pushed_into_tasks(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnState>,
+    page: &ReqInfo,
+    pushed: Vec<Pushed>,
+    tracker: &TaskTracker,
+) -> Vec<PushTask> {
+    pushed
+        .into_iter()
+        .map(|p| {
+            let shared = Arc::clone(shared);
+            let tracker = tracker.clone();
+            let req = ReqInfo {
+                path: p.path.clone(),
+                referer: pushwise_analyzer::Referer::SameSite(page.path.clone()),
+                stream_id: i64::from(p.stream.stream_id().as_u32()),
+                started: std::time::Instant::now(),
+                ..page.clone()
+            };
+            let conn_id = conn.id;
+            Box::new(move || {
+                tracker.spawn(send_pushed(shared, conn_id, req, p));
+            }) as PushTask
+        })
+        .collect()
+}
+
+async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed) {
+    let Pushed {
+        mut stream,
+        parts,
+        body,
+        ..
+    } = p;
+    let mut info = RespInfo::of(&parts, false);
+    info.push = PushMark::Pushed;
+    let end = body.is_end_stream();
+    let resp = Response::from_parts(parts, ());
+    let mut send = match stream.send_response(resp, end) {
+        Ok(s) => s,
+        Err(_) => {
+            info.push = PushMark::Cancelled;
+            shared.metrics.push(PushOutcome::cancelled_by_client);
+            finish(&shared, &req, &info, 0);
+            return;
+        }
+    };
+    let result = if end {
+        Ok(0)
+    } else {
+        send_body(&mut send, body).await
+    };
+    match result {
+        Ok(n) => {
+            shared.metrics.pushed_bytes.inc_by(n);
+            finish(&shared, &req, &info, n);
+        }
+        Err(sent) => {
+            let reason = poll_fn(|cx| Poll::Ready(send.poll_reset(cx))).await;
+            tracing::debug!(conn = conn_id, path = %req.path, ?reason, "push cancelled by client");
+            shared.metrics.pushed_bytes.inc_by(sent);
+            shared.metrics.push(PushOutcome::cancelled_by_client);
+            info.push = PushMark::Cancelled;
+            finish(&shared, &req, &info, sent);
+        }
+    }
+}
+
+fn is_html(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// Sends a final response and its body; starts the push tasks right after the headers.
+async fn send(
+    shared: &Arc<Shared>,
+    respond: &mut SendResponse<Bytes>,
+    info: ReqInfo,
+    resp: Response<Body>,
+    plan: Option<&ViewPlan>,
+    push_tasks: Vec<PushTask>,
+) {
+    let (parts, body) = resp.into_parts();
+    let mut rinfo = RespInfo::of(&parts, plan.is_some());
+    rinfo.holdout = plan.is_some_and(|p| p.holdout);
+    let body = RecordingBody::wrap(Arc::clone(shared), info, rinfo, body);
+    let end = body.is_end_stream();
+    let head = Response::from_parts(parts, ());
+    let mut stream = match respond.send_response(head, end) {
+        Ok(s) => s,
+        Err(_) => return, // stream reset by the client; the body drop records it
+    };
+    for t in push_tasks {
+        t();
+    }
+    if !end {
+        let _ = send_body(&mut stream, body).await;
+    }
+}
+
+/// Sends a body with flow control. `Err(bytes_sent)` when the stream was reset or failed.
+async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body) -> Result<u64, u64> {
+    let mut sent = 0u64;
+    loop {
+        let frame = match body.frame().await {
+            None => {
+                stream.send_data(Bytes::new(), true).map_err(|_| sent)?;
+                return Ok(sent);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed");
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Err(sent);
+            }
+            Some(Ok(f)) => f,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let last = body.is_end_stream();
+        if data.is_empty() && !last {
+            continue;
+        }
+        loop {
+            if data.is_empty() {
+                stream.send_data(data, last).map_err(|_| sent)?;
+                break;
+            }
+            stream.reserve_capacity(data.len());
+            let cap = match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(c)) => c,
+                _ => return Err(sent),
+            };
+            if cap == 0 {
+                continue;
+            }
+            let chunk = data.split_to(cap.min(data.len()));
+            let n = chunk.len() as u64;
+            let eos = last && data.is_empty();
+            stream.send_data(chunk, eos).map_err(|_| sent)?;
+            sent += n;
+            if data.is_empty() {
+                break;
+            }
+        }
+        if last {
+            return Ok(sent);
+        }
+    }
+}

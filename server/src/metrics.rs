@@ -1,0 +1,346 @@
+//! Prometheus metrics (prometheus-client) and the plain-HTTP `/metrics` listener.
+//!
+//! Counters are registered without `_total`; the encoder adds it. Every metric has HELP, and units
+//! are in the names, so the scrape passes `promtool check metrics`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub protocol: Protocol,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Protocol {
+    h2,
+    http1,
+}
+
+/// The status class label of a response.
+pub struct StatusClass;
+
+impl StatusClass {
+    pub fn of(status: u16) -> &'static str {
+        match status {
+            0..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: PushOutcome,
+}
+
+/// What happened to one asset of a learned set on one page view.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PushOutcome {
+    promised,
+    skipped_digest,
+    skipped_diary,
+    skipped_budget,
+    skipped_uncacheable,
+    refused_by_client,
+    cancelled_by_client,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DigestLabels {
+    pub source: DigestSource,
+    pub result: DigestResult,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DigestSource {
+    cookie,
+    header,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DigestResult {
+    read,
+    invalid,
+}
+
+/// Every metric pushwise exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub page_views: Counter,
+    pub pushes: Family<OutcomeLabels, Counter>,
+    pub pushed_bytes: Counter,
+    pub early_hints: Counter,
+    pub holdout_views: Counter,
+    pub digests: Family<DigestLabels, Counter>,
+    pub recorder_written: Counter,
+    pub recorder_dropped: Counter,
+    pub recorder_failed_batches: Counter,
+    pub recorder_queue_depth: Gauge,
+    pub analyzer_runs: Counter,
+    pub analyzer_failures: Counter,
+    pub analyzer_duration: Histogram,
+    pub analyzer_pages: Gauge,
+    pub set_assets: Gauge,
+    pub generation: Gauge,
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
+    pub open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("pushwise");
+        let requests = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "requests",
+            "Requests served, by protocol and status class",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        r.register_with_unit(
+            "request_duration",
+            "Time from request headers to the end of the response body",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let page_views = Counter::default();
+        r.register(
+            "page_views",
+            "Page (HTML) responses served",
+            page_views.clone(),
+        );
+        let pushes = Family::<OutcomeLabels, Counter>::default();
+        r.register(
+            "pushes",
+            "Assets of learned push sets, by what happened to them",
+            pushes.clone(),
+        );
+        let pushed_bytes = Counter::default();
+        r.register_with_unit(
+            "pushed",
+            "Body bytes sent on pushed streams",
+            Unit::Bytes,
+            pushed_bytes.clone(),
+        );
+        let early_hints = Counter::default();
+        r.register(
+            "early_hints",
+            "103 Early Hints responses sent",
+            early_hints.clone(),
+        );
+        let holdout_views = Counter::default();
+        r.register(
+            "holdout_views",
+            "Page views served without push or hints on purpose (holdout)",
+            holdout_views.clone(),
+        );
+        let digests = Family::<DigestLabels, Counter>::default();
+        r.register(
+            "cache_digests",
+            "Cache digests received, by source and whether they decoded",
+            digests.clone(),
+        );
+        let recorder_written = Counter::default();
+        r.register(
+            "recorder_events_written",
+            "Events written to the database",
+            recorder_written.clone(),
+        );
+        let recorder_dropped = Counter::default();
+        r.register(
+            "recorder_events_dropped",
+            "Events dropped because the queue was full or the database refused them too long",
+            recorder_dropped.clone(),
+        );
+        let recorder_failed_batches = Counter::default();
+        r.register(
+            "recorder_failed_batches",
+            "Batches the database refused (retried)",
+            recorder_failed_batches.clone(),
+        );
+        let recorder_queue_depth = Gauge::default();
+        r.register(
+            "recorder_queue_depth",
+            "Events waiting in the recorder queue",
+            recorder_queue_depth.clone(),
+        );
+        let analyzer_runs = Counter::default();
+        r.register(
+            "analyzer_runs",
+            "Analyzer passes completed",
+            analyzer_runs.clone(),
+        );
+        let analyzer_failures = Counter::default();
+        r.register(
+            "analyzer_failures",
+            "Analyzer passes that failed",
+            analyzer_failures.clone(),
+        );
+        let analyzer_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        r.register_with_unit(
+            "analyzer_duration",
+            "Duration of analyzer passes",
+            Unit::Seconds,
+            analyzer_duration.clone(),
+        );
+        let analyzer_pages = Gauge::default();
+        r.register(
+            "analyzer_pages",
+            "Pages with learned statistics in the current generation",
+            analyzer_pages.clone(),
+        );
+        let set_assets = Gauge::default();
+        r.register(
+            "push_set_assets",
+            "Assets in the page-wide push sets of the loaded generation",
+            set_assets.clone(),
+        );
+        let generation = Gauge::default();
+        r.register(
+            "push_set_generation",
+            "Push-set generation loaded by this server",
+            generation.clone(),
+        );
+        let tls_handshakes = Counter::default();
+        r.register(
+            "tls_handshakes",
+            "TLS handshakes completed",
+            tls_handshakes.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        let open_connections = Gauge::default();
+        r.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        Metrics {
+            registry: r,
+            requests,
+            request_duration,
+            page_views,
+            pushes,
+            pushed_bytes,
+            early_hints,
+            holdout_views,
+            digests,
+            recorder_written,
+            recorder_dropped,
+            recorder_failed_batches,
+            recorder_queue_depth,
+            analyzer_runs,
+            analyzer_failures,
+            analyzer_duration,
+            analyzer_pages,
+            set_assets,
+            generation,
+            tls_handshakes,
+            tls_handshake_failures,
+            open_connections,
+        }
+    }
+
+    pub fn push(&self, outcome: PushOutcome) {
+        self.pushes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn push_n(&self, outcome: PushOutcome, n: u64) {
+        if n > 0 {
+            self.pushes
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n);
+        }
+    }
+
+    pub fn digest(&self, source: DigestSource, result: DigestResult) {
+        self.digests
+            .get_or_create(&DigestLabels { source, result })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+}
+
+/// Serves `/metrics` over plain HTTP/1.1 until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => { tracing::warn!(error = %e, "metrics accept failed"); continue; }
+            },
+            _ = &mut shutdown => return,
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        Response::builder()
+                            .header(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(metrics.encode())))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.unwrap_or_default())
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,148 @@
+//! The upstream origin: forwards requests to an HTTP/1.1 application (hyper client) and streams
+//! its responses back, handling hop-by-hop headers as a reverse proxy should.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::{OriginRequest, simple};
+use crate::body::Body;
+
+/// An HTTP/1.1 application pushwise fronts.
+#[derive(Debug)]
+pub struct Upstream {
+    base: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names, and `Upgrade`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::UPGRADE);
+}
+
+impl Upstream {
+    /// `base` must be `http://host:port` (an optional path prefix is kept).
+    pub fn new(base: Uri, timeout: Duration) -> Result<Self, String> {
+        if base.scheme_str() != Some("http") || base.authority().is_none() {
+            return Err(format!(
+                "upstream must be an http://HOST:PORT URL, got {base}"
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Upstream {
+            base,
+            client,
+            timeout,
+        })
+    }
+
+    pub async fn serve(&self, req: OriginRequest) -> Response<Body> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = format!(
+            "http://{}{}{}",
+            self.base.authority().map_or("", |a| a.as_str()),
+            prefix,
+            pq
+        );
+        let Ok(uri) = target.parse::<Uri>() else {
+            return simple(StatusCode::BAD_REQUEST, "bad request target\n");
+        };
+        let mut headers = req.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        // h2 carries the host in :authority; HTTP/1.1 needs a Host header.
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            });
+        if let Some(h) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+            headers.insert(header::HOST, h);
+        }
+        if let Some(ip) = req.client_ip {
+            let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert("x-forwarded-for", v);
+            }
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut up = Request::new(Full::new(req.body));
+        *up.method_mut() = req.method;
+        *up.uri_mut() = uri;
+        *up.headers_mut() = headers;
+        let resp = match tokio::time::timeout(self.timeout, self.client.request(up)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream request failed");
+                return simple(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+            Err(_) => return simple(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
+        };
+        let (mut parts, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = incoming.map_err(std::io::Error::other).boxed();
+        Response::from_parts(parts, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("content-type", HeaderValue::from_static("text/html"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("content-type"));
+    }
+}

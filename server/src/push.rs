@@ -1,0 +1,219 @@
+//! The per-page-view push decision at request time: learned set → holdout, digest and diary skips,
+//! budget; plus the digest cookie and the preload `Link` values. No SQLite here, only memory.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use http::{HeaderMap, HeaderValue, header};
+use pushwise_analyzer::plan::{PlannedAsset, request_context};
+
+use crate::digest::{self, CacheDigest};
+use crate::metrics::{DigestResult, DigestSource, PushOutcome};
+use crate::server::Shared;
+
+/// Per-connection memory: what this connection already has, and whether its client refuses push.
+#[derive(Debug)]
+pub struct ConnState {
+    pub id: u64,
+    pub client_ip: std::net::IpAddr,
+    /// Paths pushed or requested on this connection: never pushed again on it.
+    diary: Mutex<HashSet<String>>,
+    push_refused: AtomicBool,
+    /// Requests and pushes on this connection, for the close log line.
+    pub requests: AtomicU64,
+    pub pushes: AtomicU64,
+}
+
+impl ConnState {
+    pub fn new(id: u64, client_ip: std::net::IpAddr) -> Self {
+        ConnState {
+            id,
+            client_ip,
+            diary: Mutex::new(HashSet::new()),
+            push_refused: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn note(&self, path: &str) {
+        if let Ok(mut d) = self.diary.lock()
+            && d.len() < 4096
+        {
+            d.insert(path.to_string());
+        }
+    }
+
+    fn seen(&self, path: &str) -> bool {
+        self.diary.lock().map(|d| d.contains(path)).unwrap_or(false)
+    }
+
+    pub fn push_refused(&self) -> bool {
+        self.push_refused.load(Ordering::Relaxed)
+    }
+
+    /// The first failed push is the answer for the connection (h2 has no getter for ENABLE_PUSH).
+    pub fn refuse_push(&self) {
+        self.push_refused.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What to do for one page view.
+#[derive(Debug, Default)]
+pub struct ViewPlan {
+    pub holdout: bool,
+    pub context: &'static str,
+    pub source: &'static str,
+    /// Assets to push or hint, in order, after every skip.
+    pub candidates: Vec<PlannedAsset>,
+    /// Set assets the client's digest says it has (recorded as skipped).
+    pub skipped_digest: Vec<String>,
+    /// Set assets the client already has per digest, pushes or this connection (for the cookie).
+    pub client_has: Vec<String>,
+    /// The digest cookie value the client sent, to avoid re-setting an identical cookie.
+    pub cookie_sent: Option<String>,
+}
+
+/// The origin of a request, for absolute push URIs and digest keys.
+pub fn absolute_url(authority: &str, path: &str) -> String {
+    format!("https://{authority}{path}")
+}
+
+/// Decides what a page view gets (before the protocol layer tries to push or hint it).
+pub fn plan_view(
+    shared: &Shared,
+    conn: &ConnState,
+    headers: &HeaderMap,
+    authority: &str,
+    page: &str,
+) -> ViewPlan {
+    let cfg = &shared.config;
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
+    let mut hosts: Vec<&str> = cfg.hosts.iter().map(String::as_str).collect();
+    hosts.push(authority);
+    let ctx = request_context(ua, referer, &hosts);
+    let decision = shared.sets.decide(page, ctx);
+    let mut plan = ViewPlan {
+        context: decision.context,
+        source: decision.source,
+        ..Default::default()
+    };
+    if decision.assets.is_empty() || cfg.push_mode == crate::PushMode::Off {
+        return plan;
+    }
+    if cfg.holdout > 0.0 && fastrand::f64() < cfg.holdout {
+        plan.holdout = true;
+        shared.metrics.holdout_views.inc();
+        return plan;
+    }
+    let digests = client_digests(shared, headers, &mut plan);
+    let mut budget = cfg.push_budget_bytes as i64;
+    for a in decision.assets.iter() {
+        let url = absolute_url(authority, &a.path);
+        if digests.iter().any(|d| d.contains(&url, None)) {
+            shared.metrics.push(PushOutcome::skipped_digest);
+            plan.skipped_digest.push(a.path.clone());
+            plan.client_has.push(a.path.clone());
+            continue;
+        }
+        if conn.seen(&a.path) {
+            shared.metrics.push(PushOutcome::skipped_diary);
+            plan.client_has.push(a.path.clone());
+            continue;
+        }
+        if a.bytes > budget {
+            shared.metrics.push(PushOutcome::skipped_budget);
+            continue;
+        }
+        budget -= a.bytes;
+        plan.candidates.push(a.clone());
+    }
+    plan
+}
+
+fn client_digests(shared: &Shared, headers: &HeaderMap, plan: &mut ViewPlan) -> Vec<CacheDigest> {
+    let mut out = Vec::new();
+    for cookie in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        if let Some(v) = digest::cookie_value(cookie, &shared.config.digest_cookie) {
+            plan.cookie_sent = Some(v.to_string());
+            match CacheDigest::decode(v) {
+                Some(d) => {
+                    shared
+                        .metrics
+                        .digest(DigestSource::cookie, DigestResult::read);
+                    out.push(d);
+                }
+                None => shared
+                    .metrics
+                    .digest(DigestSource::cookie, DigestResult::invalid),
+            }
+        }
+    }
+    for h in headers.get_all("cache-digest").iter() {
+        let parsed = h.to_str().map(digest::parse_header).unwrap_or_default();
+        if parsed.is_empty() {
+            shared
+                .metrics
+                .digest(DigestSource::header, DigestResult::invalid);
+        } else {
+            shared
+                .metrics
+                .digest(DigestSource::header, DigestResult::read);
+        }
+        out.extend(parsed);
+    }
+    out
+}
+
+/// `Set-Cookie` carrying the digest of the set assets the client has after this view, or `None`
+/// when it would not change what the client sent.
+pub fn digest_cookie(
+    shared: &Shared,
+    authority: &str,
+    plan: &ViewPlan,
+    delivered: &[String],
+) -> Option<HeaderValue> {
+    let cfg = &shared.config;
+    let mut have: Vec<String> = plan
+        .client_has
+        .iter()
+        .chain(delivered.iter())
+        .map(|p| absolute_url(authority, p))
+        .collect();
+    have.sort();
+    have.dedup();
+    have.truncate(cfg.digest_max_urls);
+    if have.is_empty() {
+        return None;
+    }
+    let d = CacheDigest::from_urls(
+        have.iter().map(|u| (u.as_str(), None)),
+        digest::DEFAULT_LOG2_P,
+    )
+    .encode();
+    if plan.cookie_sent.as_deref() == Some(d.as_str()) {
+        return None;
+    }
+    HeaderValue::from_str(&format!(
+        "{}={d}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        cfg.digest_cookie, cfg.digest_max_age
+    ))
+    .ok()
+}
+
+/// `<path>; rel=preload; as=TYPE` (fonts need `crossorigin` to be reused by the CSS fetch).
+pub fn link_value(a: &PlannedAsset) -> Option<HeaderValue> {
+    let mut v = format!("<{}>; rel=preload; as={}", a.path, a.as_type);
+    if a.as_type == "font" {
+        v.push_str("; crossorigin");
+    }
+    HeaderValue::from_str(&v).ok()
+}

@@ -1,0 +1,414 @@
+//! Command-line definitions (clap derive) and dispatch to the commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// pushwise: an HTTP/2 server that learns from its own access logs which assets to push.
+///
+/// Typical first run: `pushwise demo`. In production: `pushwise serve --root DIR` (or
+/// `--upstream URL`), let it record, and inspect what it learned with `pushwise sets list`.
+#[derive(Parser, Debug)]
+#[command(name = "pushwise", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// SQLite database holding recorded requests, settings and learned push sets.
+    #[arg(
+        long,
+        global = true,
+        env = "PUSHWISE_DB",
+        default_value = "pushwise.db"
+    )]
+    pub db: PathBuf,
+    /// Log format on stderr (filter with RUST_LOG, e.g. RUST_LOG=pushwise=debug).
+    #[arg(long, global = true, env = "PUSHWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve a directory or an upstream app over HTTP/2 + TLS, record requests, push learned sets.
+    Serve(Box<ServeArgs>),
+    /// Learn push sets from the recorded requests (one pass with --once, else every --every).
+    Analyze(AnalyzeArgs),
+    /// Inspect learned push sets, and pin or ban assets.
+    #[command(subcommand)]
+    Sets(SetsCmd),
+    /// Replay recorded traffic to score thresholds: precision, recall, wasted bytes; recommends one.
+    Tune(TuneArgs),
+    /// Show or change the probability threshold and minimum support (no restart needed).
+    #[command(subcommand)]
+    Threshold(ThresholdCmd),
+    /// Import nginx/Apache access logs (combined or common, plain or .gz, - for stdin).
+    Import(ImportArgs),
+    /// Show what would be pushed (or hinted) for a request, and why.
+    Plan(PlanArgs),
+    /// Encode or decode cache digests (cookie / Cache-Digest header values).
+    #[command(subcommand)]
+    Digest(DigestCmd),
+    /// One command: serve the example site, drive traffic, learn, and measure the gain.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Directory to serve as static files.
+    #[arg(
+        long,
+        env = "PUSHWISE_ROOT",
+        conflicts_with = "upstream",
+        required_unless_present = "upstream"
+    )]
+    pub root: Option<PathBuf>,
+    /// HTTP/1.1 application to proxy instead of a directory, e.g. http://127.0.0.1:3000.
+    #[arg(long, env = "PUSHWISE_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the real one is printed).
+    #[arg(long, env = "PUSHWISE_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM). Without it, a self-signed certificate for localhost is made.
+    #[arg(long, env = "PUSHWISE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "PUSHWISE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The site's host names (repeatable), so absolute Referers on any of them count as same-site.
+    #[arg(long = "host", env = "PUSHWISE_HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Do not record requests (benchmarks, overhead comparison).
+    #[arg(long, env = "PUSHWISE_NO_RECORD")]
+    pub no_record: bool,
+    /// Keep query strings in recorded paths (default: dropped).
+    #[arg(long, env = "PUSHWISE_KEEP_QUERY")]
+    pub keep_query: bool,
+    /// Delete recorded requests older than this many days.
+    #[arg(long, env = "PUSHWISE_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
+    /// Events per database write.
+    #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value_t = 2000)]
+    pub batch_size: usize,
+    /// Longest an event waits before its batch is written, in milliseconds.
+    #[arg(long, env = "PUSHWISE_BATCH_INTERVAL_MS", default_value_t = 200)]
+    pub batch_interval_ms: u64,
+    /// Events queued for the writer before new ones are dropped (and counted).
+    #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value_t = 65536)]
+    pub queue_size: usize,
+    /// Run the analyzer in the background every this many seconds (0 disables).
+    #[arg(long, env = "PUSHWISE_ANALYZE_EVERY", default_value_t = 60)]
+    pub analyze_every: u64,
+    /// How often to check the database for a newer push-set generation, in milliseconds.
+    #[arg(long, env = "PUSHWISE_RELOAD_EVERY_MS", default_value_t = 1000)]
+    pub reload_every_ms: u64,
+    /// push: server push where the client allows it, else 103 Early Hints; hints: hints only; off.
+    #[arg(long, env = "PUSHWISE_PUSH_MODE", value_enum, default_value_t = PushModeArg::Push)]
+    pub push_mode: PushModeArg,
+    /// Share of page views served without push or hints, so learning stays unbiased (0..1).
+    #[arg(long, env = "PUSHWISE_HOLDOUT", default_value_t = 0.05)]
+    pub holdout: f64,
+    /// Also send 103 Early Hints on HTTP/1.1 (not supported by the HTTP/1.1 stack yet: Link headers only).
+    #[arg(long, env = "PUSHWISE_EARLY_HINTS_H1")]
+    pub early_hints_h1: bool,
+    /// Name of the cache-digest cookie.
+    #[arg(
+        long,
+        env = "PUSHWISE_DIGEST_COOKIE",
+        default_value = "pushwise_digest"
+    )]
+    pub digest_cookie: String,
+    /// Bytes pushed for one page view at most.
+    #[arg(long, env = "PUSHWISE_PUSH_BUDGET_BYTES", default_value_t = 512 * 1024)]
+    pub push_budget_bytes: u64,
+    /// Cache-Control of HTML pages.
+    #[arg(long, env = "PUSHWISE_CACHE_CONTROL_PAGES", default_value = "no-cache")]
+    pub cache_control_pages: String,
+    /// Cache-Control of other files.
+    #[arg(
+        long,
+        env = "PUSHWISE_CACHE_CONTROL_ASSETS",
+        default_value = "public, max-age=3600"
+    )]
+    pub cache_control_assets: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, env = "PUSHWISE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log one combined-format line per request (re-importable with `pushwise import`).
+    #[arg(long, env = "PUSHWISE_ACCESS_LOG")]
+    pub access_log: bool,
+    /// Concurrent streams a client may open on one HTTP/2 connection.
+    #[arg(long, env = "PUSHWISE_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    pub max_concurrent_streams: u32,
+    /// Close connections idle this many seconds.
+    #[arg(long, env = "PUSHWISE_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// On SIGTERM / Ctrl-C, wait at most this many seconds for in-flight requests.
+    #[arg(long, env = "PUSHWISE_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub learn: LearnArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushModeArg {
+    Push,
+    Hints,
+    Off,
+}
+
+/// How requests are attributed and how fast old evidence fades.
+#[derive(Args, Debug, Clone)]
+pub struct LearnArgs {
+    /// An asset with no usable Referer belongs to the latest page view on its connection this recent (seconds).
+    #[arg(long, env = "PUSHWISE_WINDOW_SECS", default_value_t = 10.0)]
+    pub window_secs: f64,
+    /// Evidence loses half its weight every this many hours.
+    #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value_t = 168.0)]
+    pub half_life_hours: f64,
+}
+
+impl LearnArgs {
+    pub fn params(&self) -> anyhow::Result<pushwise_analyzer::learn::LearnParams> {
+        anyhow::ensure!(self.window_secs > 0.0, "--window-secs must be positive");
+        anyhow::ensure!(
+            self.half_life_hours > 0.0,
+            "--half-life-hours must be positive"
+        );
+        Ok(pushwise_analyzer::learn::LearnParams {
+            window_ms: (self.window_secs * 1000.0) as i64,
+            half_life_ms: (self.half_life_hours * 3_600_000.0) as i64,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Run one pass and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between passes when not --once.
+    #[arg(long, default_value_t = 60)]
+    pub every: u64,
+    /// Print the pass summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub learn: LearnArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetsCmd {
+    /// One row per page: views, set size, bytes, generation.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every candidate asset of a page, in or out of its set, and why.
+    Show {
+        /// The page path, e.g. /blog/.
+        page: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Always push ASSET with PAGE (takes effect at the next analyzer pass).
+    Pin { page: String, asset: String },
+    /// Never push ASSET with PAGE (takes effect at the next analyzer pass).
+    Ban { page: String, asset: String },
+    /// Remove a pin or ban.
+    Unpin { page: String, asset: String },
+}
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG chart of precision, recall and waste against the threshold.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// How to choose the recommendation.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::F1)]
+    pub objective: ObjectiveArg,
+    /// Share of page views (oldest first) to learn on; the rest is scored.
+    #[arg(long, default_value_t = 0.7)]
+    pub train_share: f64,
+    /// Store the recommended threshold and minimum support as the global setting.
+    #[arg(long)]
+    pub apply: bool,
+    #[command(flatten)]
+    pub learn: LearnArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ObjectiveArg {
+    /// Best F1 of precision and recall.
+    F1,
+    /// Most needed bytes pushed per wasted byte (recall at least 0.5).
+    Bytes,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ThresholdCmd {
+    /// Set the probability threshold (0..1), globally or for one page.
+    Set {
+        value: f64,
+        #[arg(long)]
+        page: Option<String>,
+        /// Also set the minimum number of page views backing an estimate.
+        #[arg(long)]
+        min_support: Option<i64>,
+    },
+    /// Show the thresholds in force.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a page override (or, without --page, the global setting).
+    Clear {
+        #[arg(long)]
+        page: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Log files (plain or .gz); - reads standard input.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = FormatArg::Combined)]
+    pub format: FormatArg,
+    /// The site's own host names (repeatable): Referers on them are same-site, others external.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Keep query strings in paths.
+    #[arg(long)]
+    pub keep_query: bool,
+    /// Extensions that are pages (besides paths ending in / or without extension).
+    #[arg(long, value_delimiter = ',', default_value = "html,htm,php")]
+    pub page_ext: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum FormatArg {
+    Combined,
+    Common,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The page path requested.
+    #[arg(long, required_unless_present = "batch")]
+    pub page: Option<String>,
+    #[arg(long)]
+    pub user_agent: Option<String>,
+    /// The Referer the request carries (relative, or absolute on one of --host).
+    #[arg(long)]
+    pub referer: Option<String>,
+    /// The site's host names, so absolute Referers on them are same-site.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Read JSON lines {"page", "user_agent", "referer"} from FILE (- for stdin); write {"push": [...]} per line.
+    #[arg(long, conflicts_with = "page")]
+    pub batch: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DigestCmd {
+    /// Encode absolute URLs into a digest value.
+    Encode {
+        /// log2 of the inverse false-positive rate (7 = 1/128).
+        #[arg(long = "p", default_value_t = 7, value_parser = clap::value_parser!(u8).range(1..=31))]
+        p: u8,
+        #[arg(required = true)]
+        urls: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode a digest value; with --url, test whether each URL is in it.
+    Decode {
+        value: String,
+        #[arg(long = "url")]
+        urls: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Emulated round-trip time, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub rtt_ms: u64,
+    /// Fewer visits and page loads (for tests).
+    #[arg(long)]
+    pub fast: bool,
+    /// Directory of the example site.
+    #[arg(long, default_value = "examples/site")]
+    pub site: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub struct LogGuard;
+
+pub fn init_tracing(g: &Global) -> LogGuard {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match g.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    LogGuard
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let db = cli.global.db.clone();
+    match cli.command {
+        Command::Serve(a) => crate::serve::serve(&db, *a).await,
+        Command::Analyze(a) => crate::inspect::analyze(&db, a).await,
+        Command::Sets(c) => crate::inspect::sets(&db, c).await,
+        Command::Tune(a) => crate::inspect::tune(&db, a).await,
+        Command::Threshold(c) => crate::inspect::threshold(&db, c).await,
+        Command::Import(a) => crate::inspect::import(&db, a).await,
+        Command::Plan(a) => crate::inspect::plan(&db, a).await,
+        Command::Digest(c) => crate::inspect::digest(c),
+        Command::Demo(a) => crate::demo::demo(a).await,
+    }
+}
+
+/// Opens the store for a command that reads or writes it, with a clear error.
+pub async fn open_store(db: &std::path::Path) -> anyhow::Result<pushwise_analyzer::Store> {
+    pushwise_analyzer::Store::open(db)
+        .await
+        .with_context(|| format!("cannot open the database {}", db.display()))
+}
+
+/// Opens a store that must already exist (inspecting commands should not create empty ones).
+pub async fn open_existing(db: &std::path::Path) -> anyhow::Result<pushwise_analyzer::Store> {
+    anyhow::ensure!(
+        db.exists(),
+        "no database at {} (run `pushwise serve` or `pushwise import` first, or pass --db / PUSHWISE_DB)",
+        db.display()
+    );
+    open_store(db).await
+}
