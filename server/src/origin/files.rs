@@ -263,16 +263,13 @@ pub(crate) fn parse_range(v: &str, len: u64) -> RangeResult {
                 return RangeResult::Ignore;
             };
             let end = if b.is_empty() {
-                Some(len.saturating_sub(1))
+                u64::MAX
             } else {
-                num(b)
+                match num(b) {
+                    Some(e) if e >= start => e,
+                    _ => return RangeResult::Ignore,
+                }
             };
-            let Some(end) = end else {
-                return RangeResult::Ignore;
-            };
-            if end < start {
-                return RangeResult::Ignore;
-            }
             if start >= len {
                 return RangeResult::Unsatisfiable;
             }
