@@ -620,7 +620,17 @@ mod tests {
             Ev { rows: Vec::new() }
         }
         #[allow(clippy::too_many_arguments)]
-        fn add(&mut self, client: i64, conn: i64, ts: i64, path: &str, page: bool, referer: Option<&str>, push: i64, bytes: i64) -> &mut Self {
+        fn add(
+            &mut self,
+            client: i64,
+            conn: i64,
+            ts: i64,
+            path: &str,
+            page: bool,
+            referer: Option<&str>,
+            push: i64,
+            bytes: i64,
+        ) -> &mut Self {
             let id = self.rows.len() as i64 + 1;
             self.rows.push(EventRow {
                 id,
@@ -665,7 +675,13 @@ mod tests {
             .asset(1, 60_100, "/b.png", Some("/b.html"));
         let v = attribute(&e.rows, &LearnParams::default());
         assert_eq!(v.views.len(), 2);
-        let names = |i: usize| -> Vec<&str> { v.views[i].needed.iter().map(|(a, _)| v.paths[*a as usize].as_str()).collect() };
+        let names = |i: usize| -> Vec<&str> {
+            v.views[i]
+                .needed
+                .iter()
+                .map(|(a, _)| v.paths[*a as usize].as_str())
+                .collect()
+        };
         let mut a = names(0);
         a.sort();
         assert_eq!(a, ["/bg.png", "/site.css"]);
@@ -692,7 +708,11 @@ mod tests {
             .asset(1, 30_000, "/late.js", None)
             .add(1, 99, 1_000, "/other-conn.js", false, None, 0, 10);
         let v = attribute(&e.rows, &LearnParams::default());
-        let got: Vec<&str> = v.views[0].needed.iter().map(|(a, _)| v.paths[*a as usize].as_str()).collect();
+        let got: Vec<&str> = v.views[0]
+            .needed
+            .iter()
+            .map(|(a, _)| v.paths[*a as usize].as_str())
+            .collect();
         assert_eq!(got, ["/near.js"]);
         assert_eq!(v.unattributed, 2);
     }
@@ -706,7 +726,8 @@ mod tests {
             e.page(c, 0, "/p").asset(c, 10, "/old.png", Some("/p"));
         }
         for c in 10..20 {
-            e.page(c, 28 * day, "/p").asset(c, 28 * day + 10, "/new.png", Some("/p"));
+            e.page(c, 28 * day, "/p")
+                .asset(c, 28 * day + 10, "/new.png", Some("/p"));
         }
         let v = attribute(&e.rows, &LearnParams::default());
         let est = estimate(&v.views, 28 * day, 7 * day);
@@ -739,7 +760,11 @@ mod tests {
     fn learn_select(e: &Ev, sp: &SelectParams) -> Vec<SetRow> {
         let v = attribute(&e.rows, &LearnParams::default());
         let mut est = estimate(&v.views, 0, i64::MAX / 4);
-        select(&v, &mut est, sp).1.into_iter().filter(|r| r.context == PAGE_WIDE).collect()
+        select(&v, &mut est, sp)
+            .1
+            .into_iter()
+            .filter(|r| r.context == PAGE_WIDE)
+            .collect()
     }
 
     fn many_views(n: i64, assets: &[(&str, i64, i64)]) -> Ev {
@@ -767,20 +792,34 @@ mod tests {
         sp.overrides.insert("/p".into(), (Some(0.3), None));
         let rows = learn_select(&e, &sp);
         assert!(rows.iter().find(|r| r.asset == "/warm.js").unwrap().in_set);
-        let sp = SelectParams { min_support: 50, ..Default::default() };
+        let sp = SelectParams {
+            min_support: 50,
+            ..Default::default()
+        };
         let rows = learn_select(&e, &sp);
         assert!(rows.iter().all(|r| r.reason == "low support"));
     }
 
     #[test]
     fn count_and_byte_caps_keep_the_earliest_assets() {
-        let e = many_views(25, &[("/1.css", 25, 300_000), ("/2.js", 25, 300_000), ("/3.png", 25, 10), ("/4.png", 25, 10)]);
+        let e = many_views(
+            25,
+            &[
+                ("/1.css", 25, 300_000),
+                ("/2.js", 25, 300_000),
+                ("/3.png", 25, 10),
+                ("/4.png", 25, 10),
+            ],
+        );
         let rows = learn_select(&e, &SelectParams::default());
         let reason = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().reason.clone();
         assert_eq!(reason("/1.css"), "ok");
         assert_eq!(reason("/2.js"), "over bytes");
         assert_eq!(reason("/3.png"), "ok");
-        let sp = SelectParams { max_count: 2, ..Default::default() };
+        let sp = SelectParams {
+            max_count: 2,
+            ..Default::default()
+        };
         let rows = learn_select(&e, &sp);
         let reason = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().reason.clone();
         assert_eq!(reason("/4.png"), "over count");
@@ -790,7 +829,10 @@ mod tests {
     fn pins_and_bans_override_the_estimate() {
         let e = many_views(25, &[("/a.css", 25, 100), ("/b.js", 2, 100)]);
         let mut sp = SelectParams::default();
-        sp.pins.insert("/p".into(), vec![("/a.css".into(), false), ("/b.js".into(), true)]);
+        sp.pins.insert(
+            "/p".into(),
+            vec![("/a.css".into(), false), ("/b.js".into(), true)],
+        );
         let rows = learn_select(&e, &sp);
         let r = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().clone();
         assert_eq!(r("/a.css").reason, "banned");
@@ -815,7 +857,10 @@ mod tests {
         let own = |ctx: &str| stats.iter().find(|s| s.context == ctx).map(|s| s.uses_own);
         assert_eq!(own("browser/entry"), Some(true));
         assert_eq!(own("other/entry"), Some(true));
-        assert!(rows.iter().any(|r| r.context == "browser/entry" && r.asset == "/a.css" && r.in_set));
+        assert!(
+            rows.iter()
+                .any(|r| r.context == "browser/entry" && r.asset == "/a.css" && r.in_set)
+        );
         assert!(!rows.iter().any(|r| r.context == "other/entry" && r.in_set));
         // Page-wide: 30 of 90 views = 0.33 < 0.5: not in the page-wide set.
         assert!(!rows.iter().any(|r| r.context == PAGE_WIDE && r.in_set));

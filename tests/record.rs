@@ -1,0 +1,214 @@
+//! End-to-end: every response is recorded into SQLite off the request path, and nothing is lost
+//! on SIGTERM or while the database refuses writes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn a_page_and_its_assets_are_recorded_with_referers_and_statuses() {
+    let mut s = Server::start(&["--root", site().to_str().unwrap(), "--analyze-every", "0"]);
+    let page = s.url("/blog/post-1.html");
+    let o = run(
+        "nghttp",
+        &[
+            "-an",
+            "-H",
+            &format!("referer: {page}"),
+            "-H",
+            &format!("user-agent: {BROWSER_UA}"),
+            &page,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(
+        "nghttp",
+        &[
+            "-n",
+            "-H",
+            "referer: https://www.google.com/search?q=x",
+            &s.url("/about.html?utm=1"),
+        ],
+    );
+    assert!(o.status.success());
+    assert!(nghttp(&[&s.url("/missing.png")]).contains(":status: 404"));
+    assert_eq!(s.stop(), 0);
+    let ev = events(&s.db);
+    let find = |p: &str| {
+        ev.iter()
+            .find(|e| e.path == p)
+            .unwrap_or_else(|| panic!("no event for {p}: {ev:?}"))
+    };
+    let page_ev = find("/blog/post-1.html");
+    assert!(page_ev.is_page && page_ev.status == 200 && page_ev.browser);
+    for a in [
+        "/css/site.css",
+        "/css/blog.css",
+        "/js/app.js",
+        "/img/logo.svg",
+        "/img/post-1.png",
+    ] {
+        let e = find(a);
+        assert_eq!(e.status, 200, "{a}");
+        assert!(!e.is_page, "{a}");
+        assert_eq!(e.referer.as_deref(), Some("/blog/post-1.html"), "{a}");
+        assert_eq!(e.conn_id, page_ev.conn_id, "{a}");
+        assert_eq!(e.client, page_ev.client, "{a}");
+        assert!(e.bytes > 0);
+    }
+    // Query strings are dropped; an external referer is only marked, never stored.
+    let about = find("/about.html");
+    assert!(about.referer_external && about.referer.is_none() && !about.browser);
+    assert_eq!(find("/missing.png").status, 404);
+    assert_eq!(ev.len(), 8, "{ev:?}");
+}
+
+#[test]
+fn the_client_key_is_a_salted_hash_and_no_raw_ip_is_stored() {
+    let mut s = Server::start(&["--root", site().to_str().unwrap(), "--analyze-every", "0"]);
+    nghttp(&[&s.url("/")]);
+    assert_eq!(s.stop(), 0);
+    let bytes = std::fs::read(&s.db).unwrap();
+    let wal = std::fs::read(s.db.with_extension("db-wal")).unwrap_or_default();
+    for hay in [&bytes, &wal] {
+        assert!(
+            !hay.windows(9).any(|w| w == b"127.0.0.1"),
+            "raw IP found in the database"
+        );
+    }
+}
+
+fn h2load_counts(out: &str) -> (u64, u64) {
+    // "requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout"
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let num = |word: &str| -> u64 {
+        line.split(',')
+            .find(|p| p.trim().ends_with(word))
+            .and_then(|p| p.split_whitespace().rev().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    (num("done"), num("succeeded"))
+}
+
+#[test]
+fn sigterm_during_load_leaves_exactly_as_many_rows_as_responses_sent() {
+    let mut s = Server::start(&[
+        "--root",
+        site().to_str().unwrap(),
+        "--analyze-every",
+        "0",
+        "--shutdown-grace",
+        "15",
+    ]);
+    let load = Command::new("h2load")
+        .args([
+            "-n",
+            "400000",
+            "-c",
+            "4",
+            "-m",
+            "8",
+            &s.url("/css/blog.css"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("h2load (nghttp2-client)");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.stop(), 0, "{}", s.stderr());
+    let out = load.wait_with_output().unwrap();
+    let (done, succeeded) = h2load_counts(&text(&out));
+    assert!(
+        succeeded > 100,
+        "load too small to mean anything: {}",
+        text(&out)
+    );
+    assert!(done < 400_000, "SIGTERM came after the load finished");
+    let rows = events(&s.db)
+        .iter()
+        .filter(|e| e.path == "/css/blog.css" && e.status == 200)
+        .count() as u64;
+    assert_eq!(
+        rows,
+        succeeded,
+        "rows in SQLite vs responses h2load received\n{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn a_locked_database_keeps_the_server_answering_and_loses_no_events() {
+    let mut s = Server::start(&[
+        "--root",
+        site().to_str().unwrap(),
+        "--analyze-every",
+        "0",
+        "--batch-interval-ms",
+        "50",
+    ]);
+    nghttp(&[&s.url("/")]);
+    std::thread::sleep(Duration::from_millis(300));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Another process takes the write lock and holds it.
+    let mut lock = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", s.db.display()))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let started = Instant::now();
+    for i in 0..20 {
+        let out = nghttp(&[&s.url(&format!("/img/post-{}.png", 1 + i % 2))]);
+        assert!(out.contains(":status: 200"), "{out}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "responses waited on the database"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        s.stderr().contains("cannot write to the database"),
+        "{}",
+        s.stderr()
+    );
+    rt.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        use sqlx::Connection;
+        lock.close().await.unwrap();
+    });
+    assert_eq!(s.stop(), 0);
+    let n = events(&s.db)
+        .iter()
+        .filter(|e| e.path.starts_with("/img/post-"))
+        .count();
+    assert_eq!(n, 20, "{}", s.stderr());
+}
+
+#[test]
+fn no_record_writes_no_events() {
+    let mut s = Server::start(&[
+        "--root",
+        site().to_str().unwrap(),
+        "--no-record",
+        "--analyze-every",
+        "0",
+    ]);
+    nghttp(&[&s.url("/")]);
+    assert_eq!(s.stop(), 0);
+    assert!(events(&s.db).is_empty());
+}
