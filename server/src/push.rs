@@ -45,8 +45,13 @@ impl ConnState {
         }
     }
 
-    fn seen(&self, path: &str) -> bool {
-        self.diary.lock().map(|d| d.contains(path)).unwrap_or(false)
+    /// Claims `path` for this connection: true when it was neither requested nor claimed before.
+    /// Check and insert are one step, so two page views in flight at once never both push it.
+    fn claim(&self, path: &str) -> bool {
+        self.diary
+            .lock()
+            .map(|mut d| d.insert(path.to_string()))
+            .unwrap_or(false)
     }
 
     pub fn push_refused(&self) -> bool {
@@ -120,13 +125,13 @@ pub fn plan_view(
             plan.client_has.push(a.path.clone());
             continue;
         }
-        if conn.seen(&a.path) {
-            shared.metrics.push(PushOutcome::skipped_diary);
-            plan.client_has.push(a.path.clone());
-            continue;
-        }
         if a.bytes > budget {
             shared.metrics.push(PushOutcome::skipped_budget);
+            continue;
+        }
+        if !conn.claim(&a.path) {
+            shared.metrics.push(PushOutcome::skipped_diary);
+            plan.client_has.push(a.path.clone());
             continue;
         }
         budget -= a.bytes;

@@ -163,3 +163,86 @@ pub fn header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
         Some(l[pos + name.len() + 2..].trim())
     })
 }
+
+/// Writes a generation whose page-wide set for each `(page, assets)` is exactly `assets`, in order.
+pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
+    use pushwise_analyzer::store::{NewGeneration, PageStat, SetRow};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = pushwise_analyzer::Store::open(db).await.unwrap();
+        let mut g = NewGeneration {
+            created_ms: 1,
+            ..Default::default()
+        };
+        for (page, assets) in sets {
+            g.pages.push(PageStat {
+                page: page.to_string(),
+                context: "*".into(),
+                views: 100,
+                weighted: 100.0,
+                uses_own: true,
+            });
+            for (i, a) in assets.iter().enumerate() {
+                g.assets.push(SetRow {
+                    page: page.to_string(),
+                    context: "*".into(),
+                    asset: a.to_string(),
+                    probability: 0.9,
+                    support: 100,
+                    delay_ms: i as i64,
+                    bytes: 1000,
+                    as_type: pushwise_analyzer::event::as_type(a).into(),
+                    in_set: true,
+                    position: i as i64,
+                    reason: "ok".into(),
+                });
+            }
+        }
+        s.write_generation(&g).await.unwrap();
+        s.close().await;
+    });
+}
+
+/// The header part of an `nghttp -v` "recv (stream_id=N) name: value" line.
+fn recv_header(line: &str) -> Option<&str> {
+    let i = line.find("recv (stream_id=")?;
+    let rest = &line[i..];
+    Some(rest[rest.find(") ")? + 2..].trim())
+}
+
+/// Paths promised in `nghttp -v` output, in the order the PUSH_PROMISE frames arrived.
+pub fn promised_paths(out: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut last_path: Option<String> = None;
+    for l in out.lines() {
+        if let Some(h) = recv_header(l) {
+            if let Some(p) = h.strip_prefix(":path: ") {
+                last_path = Some(p.to_string());
+            }
+        } else if l.contains("recv PUSH_PROMISE frame") {
+            paths.extend(last_path.take());
+        }
+    }
+    paths
+}
+
+/// `link:` header values of 103 responses in `nghttp -v` output (empty when there was none).
+pub fn early_hint_links(out: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut in_103 = false;
+    for l in out.lines() {
+        match recv_header(l) {
+            Some(":status: 103") => in_103 = true,
+            Some(h) if in_103 => {
+                if let Some(v) = h.strip_prefix("link: ") {
+                    links.push(v.to_string());
+                }
+            }
+            _ => in_103 = false,
+        }
+    }
+    links
+}

@@ -1,0 +1,295 @@
+//! End-to-end: learned push sets are pushed over h2 (nghttp), skipped per cache digest and per
+//! connection, replaced by 103 Early Hints for clients that refuse push, and held out on purpose.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use common::*;
+
+const HOME_SET: [&str; 6] = [
+    "/css/site.css",
+    "/js/app.js",
+    "/img/logo.svg",
+    "/fonts/open-sans-300.woff2",
+    "/img/header-bg.png",
+    "/img/home-hero.png",
+];
+
+fn server_with_home_set(extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pushwise.db");
+    prepare_sets(
+        &db,
+        &[
+            ("/", &HOME_SET),
+            (
+                "/about.html",
+                &["/css/site.css", "/js/app.js", "/img/about-team.png"],
+            ),
+        ],
+    );
+    let root = site();
+    let mut args = vec!["--root", root.to_str().unwrap(), "--analyze-every", "0"];
+    if !extra.contains(&"--holdout") {
+        args.extend(["--holdout", "0"]);
+    }
+    args.extend_from_slice(extra);
+    Server::start_with_db(&args, dir, db)
+}
+
+/// DATA bytes received per stream id in `nghttp -v` output.
+fn data_bytes(out: &str) -> std::collections::HashMap<u32, usize> {
+    let mut m = std::collections::HashMap::new();
+    for l in out.lines().filter(|l| l.contains("recv DATA frame")) {
+        let num = |key: &str| -> usize {
+            let i = l.find(key).unwrap() + key.len();
+            l[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        };
+        *m.entry(num("stream_id=") as u32).or_insert(0) += num("length=");
+    }
+    m
+}
+
+#[test]
+fn the_learned_set_is_promised_in_order_with_correct_bodies() {
+    let mut s = server_with_home_set(&[]);
+    let out = nghttp(&[&s.url("/")]);
+    assert_eq!(promised_paths(&out), HOME_SET, "{out}");
+    // Promised streams are 2, 4, 6, ... in promise order; each carries the whole file.
+    let bytes = data_bytes(&out);
+    for (i, p) in HOME_SET.iter().enumerate() {
+        let want = std::fs::metadata(site().join(&p[1..])).unwrap().len() as usize;
+        assert_eq!(
+            bytes.get(&(2 * i as u32 + 2)).copied(),
+            Some(want),
+            "{p}: {out}"
+        );
+    }
+    assert!(early_hint_links(&out).is_empty());
+    assert_eq!(s.stop(), 0);
+    let ev = events(&s.db);
+    let pushed: Vec<&str> = ev
+        .iter()
+        .filter(|e| e.push == 1)
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(pushed.len(), HOME_SET.len(), "{ev:?}");
+    assert!(
+        ev.iter()
+            .filter(|e| e.push == 1)
+            .all(|e| e.referer.as_deref() == Some("/"))
+    );
+}
+
+#[test]
+fn a_digest_cookie_covering_the_set_means_no_promises() {
+    let s = server_with_home_set(&[]);
+    let urls: Vec<String> = HOME_SET.iter().map(|p| s.url(p)).collect();
+    let mut args = vec!["digest", "encode"];
+    args.extend(urls.iter().map(String::as_str));
+    let digest = pushwise(&s.db, &args).trim().to_string();
+    let out = nghttp(&[
+        "-H",
+        &format!("cookie: a=b; pushwise_digest={digest}"),
+        &s.url("/"),
+    ]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn the_server_sets_a_digest_cookie_that_stops_repeat_pushes() {
+    let s = server_with_home_set(&[]);
+    let out = nghttp(&[&s.url("/")]);
+    let cookie = header(&out, "set-cookie")
+        .expect("digest cookie")
+        .to_string();
+    assert!(cookie.starts_with("pushwise_digest="), "{cookie}");
+    for attr in [
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Max-Age=3600",
+    ] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let value = cookie.split(';').next().unwrap();
+    let out = nghttp(&["-H", &format!("cookie: {value}"), &s.url("/")]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn a_cache_digest_header_covering_part_of_the_set_leaves_only_the_rest() {
+    let s = server_with_home_set(&[]);
+    let have = [s.url("/css/site.css"), s.url("/img/home-hero.png")];
+    let digest = pushwise(&s.db, &["digest", "encode", &have[0], &have[1]])
+        .trim()
+        .to_string();
+    let out = nghttp(&[
+        "-H",
+        &format!("cache-digest: {digest}; complete"),
+        &s.url("/"),
+    ]);
+    let want: Vec<&str> = HOME_SET
+        .iter()
+        .copied()
+        .filter(|p| *p != "/css/site.css" && *p != "/img/home-hero.png")
+        .collect();
+    assert_eq!(promised_paths(&out), want, "{out}");
+}
+
+#[test]
+fn a_malformed_digest_is_no_digest_and_the_page_is_still_served() {
+    let s = server_with_home_set(&[]);
+    let out = nghttp(&[
+        "-H",
+        "cookie: pushwise_digest=%%%not-base64",
+        "-H",
+        "cache-digest: ????",
+        &s.url("/"),
+    ]);
+    assert!(out.contains(":status: 200"), "{out}");
+    assert_eq!(promised_paths(&out), HOME_SET);
+}
+
+#[test]
+fn a_second_page_on_the_same_connection_pushes_nothing_already_pushed() {
+    let s = server_with_home_set(&[]);
+    let out = nghttp(&[&s.url("/"), &s.url("/about.html")]);
+    let promised = promised_paths(&out);
+    let mut sorted = promised.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        promised.len(),
+        "something was pushed twice: {promised:?}"
+    );
+    assert_eq!(promised.len(), HOME_SET.len() + 1, "{promised:?}");
+    assert!(promised.contains(&"/img/about-team.png".to_string()));
+}
+
+#[test]
+fn a_client_that_disables_push_gets_103_early_hints_with_the_same_set() {
+    let s = server_with_home_set(&[]);
+    let out = nghttp(&["--no-push", &s.url("/")]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+    let links = early_hint_links(&out);
+    let want: Vec<String> = HOME_SET
+        .iter()
+        .map(|p| {
+            let as_ = pushwise_analyzer::event::as_type(p);
+            let cors = if as_ == "font" { "; crossorigin" } else { "" };
+            format!("<{p}>; rel=preload; as={as_}{cors}")
+        })
+        .collect();
+    assert_eq!(links, want, "{out}");
+    // The final response carries the same Link headers.
+    let finals = out.lines().filter(|l| l.contains(") link: <")).count();
+    assert_eq!(finals, 2 * HOME_SET.len(), "{out}");
+}
+
+#[test]
+fn hints_mode_sends_103_even_to_clients_that_accept_push() {
+    let s = server_with_home_set(&["--push-mode", "hints"]);
+    let out = nghttp(&[&s.url("/")]);
+    assert!(promised_paths(&out).is_empty());
+    assert_eq!(early_hint_links(&out).len(), HOME_SET.len(), "{out}");
+}
+
+#[test]
+fn a_holdout_view_gets_neither_push_nor_hints_and_is_recorded_as_holdout() {
+    let mut s = server_with_home_set(&["--holdout", "1"]);
+    let out = nghttp(&[&s.url("/")]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+    let out = nghttp(&["--no-push", &s.url("/")]);
+    assert!(early_hint_links(&out).is_empty(), "{out}");
+    assert_eq!(s.stop(), 0);
+    let ev = events(&s.db);
+    assert!(ev.iter().filter(|e| e.is_page).all(|e| e.holdout), "{ev:?}");
+}
+
+#[test]
+fn http1_page_views_get_preload_links_not_pushes() {
+    let s = server_with_home_set(&[]);
+    let o = run(
+        "curl",
+        &[
+            "-sk",
+            "--http1.1",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &s.url("/"),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(t.matches("link: <").count(), HOME_SET.len(), "{t}");
+}
+
+/// An HTTP/1.1 app whose tracker script sets a cookie: it must never be pushed.
+fn start_app() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&buf).to_string();
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (ct, extra, body) = match path.as_str() {
+                "/" => (
+                    "text/html",
+                    "",
+                    "<html><link rel=stylesheet href=/a.css></html>",
+                ),
+                "/a.css" => (
+                    "text/css",
+                    "Cache-Control: public, max-age=60\r\n",
+                    "body{}",
+                ),
+                "/tracker.js" => ("text/javascript", "Set-Cookie: id=1\r\n", "track()"),
+                "/private.js" => ("text/javascript", "Cache-Control: private\r\n", "me()"),
+                _ => ("text/plain", "", "nope"),
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(resp.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn set_cookie_and_private_assets_are_never_pushed_from_an_upstream() {
+    let port = start_app();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pushwise.db");
+    prepare_sets(&db, &[("/", &["/tracker.js", "/a.css", "/private.js"])]);
+    let up = format!("http://127.0.0.1:{port}");
+    let s = Server::start_with_db(
+        &["--upstream", &up, "--holdout", "0", "--analyze-every", "0"],
+        dir,
+        db,
+    );
+    let out = nghttp(&[&s.url("/")]);
+    assert!(out.contains(":status: 200"), "{out}");
+    assert_eq!(promised_paths(&out), ["/a.css"], "{out}");
+}
