@@ -375,7 +375,7 @@ impl PageEstimate {
     pub fn probability(&self, a: &AssetEstimate) -> (f64, i64) {
         let denom = self.weighted - a.unknown_w;
         let support = self.views - a.unknown_n;
-        if denom <= 1e-12 || support <= 0 {
+        if denom <= 0.0 || support <= 0 {
             (0.0, support.max(0))
         } else {
             ((a.hit_w / denom).clamp(0.0, 1.0), support)
@@ -393,10 +393,19 @@ pub fn estimate<'a>(
     now_ms: i64,
     half_life_ms: i64,
 ) -> Estimates {
+    // Ages are measured from the newest view (not from `now_ms` when that is later): a common
+    // factor cancels in every ratio, and weights stay near 1 so old imported logs cannot underflow.
+    let views: Vec<&View> = views.into_iter().collect();
+    let newest = views
+        .iter()
+        .map(|v| v.ts_ms)
+        .max()
+        .unwrap_or(now_ms)
+        .min(now_ms);
     let mut est: Estimates = HashMap::new();
     let hl = half_life_ms.max(1) as f64;
     for v in views {
-        let age = (now_ms - v.ts_ms).max(0) as f64;
+        let age = (newest - v.ts_ms).max(0) as f64;
         let w = 0.5f64.powf(age / hl);
         for key in [(v.page, Some(v.context)), (v.page, None)] {
             let pe = est.entry(key).or_default();
@@ -466,7 +475,7 @@ pub fn select(
             }
             let denom_w = pe.weighted - ae.unknown_w;
             let support = views_n - ae.unknown_n;
-            let p = if denom_w > 1e-12 && support > 0 {
+            let p = if denom_w > 0.0 && support > 0 {
                 (ae.hit_w / denom_w).clamp(0.0, 1.0)
             } else {
                 0.0

@@ -1,0 +1,324 @@
+//! End-to-end: import messy access logs, learn push sets, inspect, tune and plan them from the CLI;
+//! and learn from live traffic served to nghttp.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use pushwise_bench::site::SiteMap;
+use pushwise_bench::synth::{SynthConfig, combined_line, generate};
+
+fn write_log(dir: &std::path::Path, visits: usize, seed: u64) -> std::path::PathBuf {
+    let site = SiteMap::scan(&site()).unwrap();
+    let (hits, _) = generate(
+        &site,
+        &SynthConfig {
+            visits,
+            seed,
+            ..Default::default()
+        },
+    );
+    let path = dir.join(format!("access-{seed}.log"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    for h in &hits {
+        writeln!(f, "{}", combined_line(h)).unwrap();
+    }
+    path
+}
+
+#[test]
+fn import_counts_and_skips_malformed_lines_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = dir.path().join("mixed.log");
+    let good = r#"203.0.113.9 - - [10/Oct/2025:13:55:36 -0700] "GET /index.html HTTP/1.1" 200 3657 "-" "Mozilla/5.0 (X11) Firefox/121.0""#;
+    let mut f = std::fs::File::create(&log).unwrap();
+    writeln!(f, "{good}").unwrap();
+    writeln!(f).unwrap(); // empty
+    writeln!(f, "203.0.113.9 - - [10/Oct/2025:13:55").unwrap(); // truncated
+    f.write_all(b"\x00\x01\x02\xff\xfe binary\n").unwrap(); // binary
+    writeln!(f, "{}", "x".repeat(70_000)).unwrap(); // huge
+    writeln!(f, "{}", good.replace("10/Oct/2025", "32/Foo/2025")).unwrap(); // wrong date
+    writeln!(f, "{}", good.replace("/index.html", "/css/site.css")).unwrap();
+    drop(f);
+    let r = pushwise_json(&db, &["import", "--json", log.to_str().unwrap()]);
+    let r = &r[0];
+    assert_eq!(r["lines"], 7);
+    assert_eq!(r["imported"], 2);
+    let skipped = &r["skipped"];
+    assert_eq!(skipped["empty"], 1);
+    assert_eq!(skipped["truncated"], 1);
+    assert_eq!(skipped["not_text"], 1);
+    assert_eq!(skipped["too_long"], 1);
+    assert_eq!(skipped["bad_date"], 1);
+    assert_eq!(r["first_skipped"][0][0], 2);
+    // Same file again: nothing new.
+    let r = pushwise_json(&db, &["import", "--json", log.to_str().unwrap()]);
+    assert_eq!(r[0]["imported"], 0);
+    assert_eq!(r[0]["duplicates"], 2);
+    let ev = events(&db);
+    assert_eq!(ev.len(), 2);
+    // 13:55:36 -0700 is 20:55:36 UTC.
+    assert_eq!(ev[0].ts_ms % 86_400_000, (20 * 3600 + 55 * 60 + 36) * 1000);
+}
+
+#[test]
+fn gzip_and_stdin_logs_import_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = write_log(dir.path(), 50, 3);
+    let text = std::fs::read(&log).unwrap();
+    let lines = text.iter().filter(|b| **b == b'\n').count();
+    let gz = dir.path().join("a.log.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&text).unwrap();
+    enc.finish().unwrap();
+    let r = pushwise_json(&db, &["import", "--json", gz.to_str().unwrap()]);
+    assert_eq!(r[0]["imported"].as_u64().unwrap() as usize, lines);
+    let mut child = std::process::Command::new(bin())
+        .args(["--db", db.to_str().unwrap(), "import", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The same content from stdin has the same fingerprint: nothing twice.
+    assert_eq!(r[0]["imported"], 0);
+    assert_eq!(events(&db).len(), lines);
+}
+
+#[test]
+fn imported_logs_learn_shared_and_page_specific_sets_and_tune_scores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = write_log(dir.path(), 1500, 11);
+    pushwise(
+        &db,
+        &[
+            "import",
+            "--host",
+            "example.com",
+            "--host",
+            "www.example.com",
+            log.to_str().unwrap(),
+        ],
+    );
+    let out = pushwise(&db, &["analyze", "--once"]);
+    assert!(out.contains("generation 1"), "{out}");
+    let show = pushwise_json(&db, &["sets", "show", "/", "--json"]);
+    let in_set = |v: &serde_json::Value, ctx: Option<&str>| -> Vec<String> {
+        let rows = match ctx {
+            None => &v[0]["assets"],
+            Some(c) => &v[0]["by_context"][c],
+        };
+        // A context whose candidates were never needed has no rows at all.
+        rows.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| a["in_set"] == true)
+            .map(|a| a["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ctx_set = in_set(&show, Some("browser/entry"));
+    for a in [
+        "/css/site.css",
+        "/js/app.js",
+        "/img/logo.svg",
+        "/fonts/open-sans-300.woff2",
+        "/img/home-hero.png",
+    ] {
+        assert!(
+            ctx_set.contains(&a.to_string()),
+            "{a} missing from {ctx_set:?}"
+        );
+    }
+    assert!(
+        !ctx_set
+            .iter()
+            .any(|a| a.contains("product") || a.contains("post-")),
+        "{ctx_set:?}"
+    );
+    // Crawlers never fetch assets: their context learns an empty set.
+    let bots = show[0]["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["context"] == "other/entry")
+        .unwrap();
+    assert_eq!(bots["own_set"], true);
+    assert!(in_set(&show, Some("other/entry")).is_empty());
+    let products = pushwise_json(&db, &["sets", "show", "/products.html", "--json"]);
+    let p = in_set(&products, Some("browser/entry"));
+    assert!(p.contains(&"/img/product-1.png".to_string()), "{p:?}");
+    assert!(!p.contains(&"/img/home-hero.png".to_string()), "{p:?}");
+
+    // The list agrees.
+    let list = pushwise_json(&db, &["sets", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 7);
+
+    // plan: a browser entering the site gets its context's set; a crawler gets nothing.
+    let plan = pushwise_json(
+        &db,
+        &[
+            "plan",
+            "--page",
+            "/",
+            "--user-agent",
+            pushwise_bench::synth::BROWSER_UAS[0],
+            "--json",
+        ],
+    );
+    assert_eq!(plan["context"], "browser/entry");
+    assert_eq!(plan["source"], "context");
+    let plan_paths: Vec<&str> = plan["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(plan_paths, ctx_set);
+    let bot = pushwise_json(
+        &db,
+        &[
+            "plan",
+            "--page",
+            "/",
+            "--user-agent",
+            "Googlebot/2.1",
+            "--json",
+        ],
+    );
+    assert!(bot["assets"].as_array().unwrap().is_empty(), "{bot}");
+
+    // plan --batch: one JSON line out per line in, same decision.
+    let batch = dir.path().join("req.jsonl");
+    std::fs::write(
+        &batch,
+        format!(
+            "{{\"page\": \"/\", \"user_agent\": \"{}\", \"referer\": null}}\n{{\"page\": \"/\", \"user_agent\": \"Googlebot\"}}\n",
+            pushwise_bench::synth::BROWSER_UAS[0]
+        ),
+    )
+    .unwrap();
+    let out = pushwise(&db, &["plan", "--batch", batch.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["push"].as_array().unwrap().len(), ctx_set.len());
+    assert!(lines[1]["push"].as_array().unwrap().is_empty());
+
+    // tune: precision and recall per threshold, a recommendation, and a chart.
+    let svg = dir.path().join("tune.svg");
+    let t = pushwise_json(&db, &["tune", "--json", "--plot", svg.to_str().unwrap()]);
+    let rec = &t["recommended"];
+    assert!(rec["precision"].as_f64().unwrap() > 0.5, "{rec}");
+    assert!(rec["recall"].as_f64().unwrap() > 0.5, "{rec}");
+    assert!(t["grid"].as_array().unwrap().len() > 50);
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("precision") && chart.contains("polyline"));
+}
+
+#[test]
+fn thresholds_and_pins_change_the_next_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = write_log(dir.path(), 800, 5);
+    pushwise(&db, &["import", log.to_str().unwrap()]);
+    pushwise(&db, &["threshold", "set", "0.99", "--page", "/"]);
+    pushwise(&db, &["sets", "pin", "/", "/img/logo.svg"]);
+    pushwise(&db, &["sets", "ban", "/", "/css/site.css"]);
+    pushwise(&db, &["analyze", "--once"]);
+    let show = pushwise_json(&db, &["sets", "show", "/", "--json"]);
+    let rows = show[0]["assets"].as_array().unwrap();
+    let get = |p: &str| rows.iter().find(|a| a["path"] == p).unwrap().clone();
+    assert_eq!(get("/css/site.css")["reason"], "banned");
+    assert_eq!(get("/img/logo.svg")["reason"], "pinned");
+    assert_eq!(get("/js/app.js")["reason"], "below threshold");
+    let th = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(th["settings"][0]["page"], "/");
+    let o = std::process::Command::new(bin())
+        .args(["--db", db.to_str().unwrap(), "threshold", "set", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
+}
+
+#[test]
+fn live_traffic_served_to_nghttp_learns_each_pages_assets() {
+    let mut s = Server::start(&[
+        "--root",
+        site().to_str().unwrap(),
+        "--analyze-every",
+        "0",
+        "--push-mode",
+        "off",
+    ]);
+    pushwise(&s.db, &["threshold", "set", "0.5", "--min-support", "5"]);
+    let sitemap = SiteMap::scan(&site()).unwrap();
+    let mut client = 0;
+    for round in 0..2 {
+        for page in &sitemap.pages {
+            for _ in 0..8 {
+                client += 1;
+                let ua = format!("{} client/{client}", pushwise_bench::synth::BROWSER_UAS[0]);
+                let cold = (client + round) % 4 != 0;
+                let mut args = vec!["-n".to_string(), "-H".into(), format!("user-agent: {ua}")];
+                if cold {
+                    // -a fetches what the HTML links; what a browser finds in CSS is asked for on
+                    // the same connection, as a browser does.
+                    args.push("-a".into());
+                    args.push(s.url(&page.path));
+                    for (_, a) in &page.via_css {
+                        args.push(s.url(a));
+                    }
+                } else {
+                    args.push(s.url(&page.path));
+                }
+                let o = std::process::Command::new("nghttp")
+                    .args(&args)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", text(&o));
+            }
+        }
+    }
+    assert_eq!(s.stop(), 0);
+    pushwise(&s.db, &["analyze", "--once"]);
+    for page in &sitemap.pages {
+        let show = pushwise_json(&s.db, &["sets", "show", &page.path, "--json"]);
+        let set: Vec<String> = show[0]["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["in_set"] == true)
+            .map(|a| a["path"].as_str().unwrap().to_string())
+            .collect();
+        for a in page.all_assets() {
+            assert!(set.contains(&a), "{}: {a} missing from {set:?}", page.path);
+        }
+        for other in sitemap.pages.iter().filter(|p| p.path != page.path) {
+            for a in other
+                .all_assets()
+                .iter()
+                .filter(|a| !page.all_assets().contains(a))
+            {
+                assert!(
+                    !set.contains(a),
+                    "{}: {a} belongs to {}",
+                    page.path,
+                    other.path
+                );
+            }
+        }
+    }
+}
