@@ -153,6 +153,8 @@ pub async fn serve(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "could not load push sets at start");
     }
     metrics.generation.set(sets.generation());
+    metrics.set_assets.set(sets.asset_count() as i64);
+    metrics.analyzer_pages.set(sets.page_count() as i64);
     let (recorder, recorder_task) = if a.no_record {
         (None, None)
     } else {
@@ -184,11 +186,12 @@ pub async fn serve(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
 
     let bg = CancellationToken::new();
     let mut tasks = Vec::new();
+    let mut metrics_line = None;
     if let Some(addr) = a.metrics_listen {
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on --metrics-listen {addr}"))?;
-        tracing::info!(addr = %l.local_addr()?, "metrics at /metrics");
+        metrics_line = Some(format!("metrics on http://{}/metrics", l.local_addr()?));
         let m = Arc::clone(&metrics);
         let stop = bg.clone();
         tasks.push(tokio::spawn(async move {
@@ -223,6 +226,9 @@ pub async fn serve(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on https://{local}")?;
+        if let Some(m) = &metrics_line {
+            writeln!(out, "{m}")?;
+        }
         out.flush()?;
     }
     pushwise_server::run(listener, Arc::clone(&shared), shutdown_signal()).await;
@@ -261,6 +267,8 @@ async fn reload_loop(
         match sets.reload_if_newer(&store).await {
             Ok(true) => {
                 metrics.generation.set(sets.generation());
+                metrics.set_assets.set(sets.asset_count() as i64);
+                metrics.analyzer_pages.set(sets.page_count() as i64);
                 tracing::info!(
                     generation = sets.generation(),
                     pages = sets.page_count(),

@@ -75,6 +75,11 @@ impl PushSets {
         self.pages.len()
     }
 
+    /// Assets in the page-wide sets of all pages (for the metrics gauge).
+    pub fn asset_count(&self) -> usize {
+        self.pages.iter().map(|p| p.page_wide.len()).sum()
+    }
+
     /// Loads the newest generation if it is newer than the one in memory. Returns whether it did.
     pub async fn reload_if_newer(&self, store: &Store) -> Result<bool, Error> {
         let Some(newest) = store.latest_generation().await? else {

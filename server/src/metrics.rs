@@ -293,14 +293,44 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition.
+    /// The exposition in the Prometheus text format (0.0.4), which every scraper and `promtool`
+    /// read: prometheus-client writes OpenMetrics, whose counter metadata names the family without
+    /// `_total` and which has `# UNIT` and `# EOF` lines; this rewrites those three things.
     pub fn encode(&self) -> String {
-        let mut s = String::new();
-        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
-            s.clear();
+        let mut om = String::new();
+        if prometheus_client::encoding::text::encode(&mut om, &self.registry).is_err() {
+            return String::new();
         }
-        s
+        openmetrics_to_prometheus(&om)
     }
+}
+
+fn openmetrics_to_prometheus(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        if let Some((kind, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(name) && !name.ends_with("_total") {
+                out.push_str(&format!("{kind}{name}_total {tail}\n"));
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Serves `/metrics` over plain HTTP/1.1 until `shutdown` resolves.
@@ -327,7 +357,7 @@ pub async fn serve(
                         Response::builder()
                             .header(
                                 header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                "text/plain; version=0.0.4; charset=utf-8",
                             )
                             .body(Full::new(Bytes::from(metrics.encode())))
                     } else {

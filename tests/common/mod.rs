@@ -24,6 +24,8 @@ pub struct Server {
     pub db: PathBuf,
     pub dir: tempfile::TempDir,
     stderr_log: PathBuf,
+    /// `http://ADDR/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
 }
 
 impl Server {
@@ -48,8 +50,15 @@ impl Server {
             .spawn()
             .expect("start pushwise");
         let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        reader.read_line(&mut line).unwrap();
+        let mut metrics_url = None;
+        if args.contains(&"--metrics-listen") {
+            let mut m = String::new();
+            reader.read_line(&mut m).unwrap();
+            metrics_url = m.trim().strip_prefix("metrics on ").map(String::from);
+        }
         let port = line
             .trim()
             .strip_prefix("listening on https://127.0.0.1:")
@@ -67,6 +76,7 @@ impl Server {
             db,
             dir,
             stderr_log,
+            metrics_url,
         }
     }
 
