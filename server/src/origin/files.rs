@@ -1,9 +1,15 @@
 //! The static-file origin: safe path resolution, content types, validators, conditional and range requests.
 //!
 //! Any path that would escape the root (`..`, encoded dots, symlinks out of the root, NUL) is
-//! refused before a file is opened.
+//! refused before a file is opened. Small hot files are served from memory and revalidated
+//! against the file system at most once a second, so a hit costs no system call.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
@@ -21,9 +27,13 @@ pub struct StaticFiles {
     root: PathBuf,
     cache_control_pages: HeaderValue,
     cache_control_assets: HeaderValue,
+    /// Hot files by request path, so the request path does no file system calls on a hit.
+    cache: DashMap<String, Arc<Entry>>,
+    cached_bytes: AtomicU64,
+    clock: std::time::Instant,
 }
 
-/// Files up to this size are read into memory in one go; larger ones are streamed in chunks.
+/// Files up to this size are kept in memory; larger ones are streamed from disk in chunks.
 const SMALL_FILE: u64 = 256 * 1024;
 
 impl StaticFiles {
@@ -52,6 +62,9 @@ impl StaticFiles {
             root,
             cache_control_pages: hv(cache_control_pages)?,
             cache_control_assets: hv(cache_control_assets)?,
+            cache: DashMap::new(),
+            cached_bytes: AtomicU64::new(0),
+            clock: std::time::Instant::now(),
         })
     }
 
@@ -69,64 +82,73 @@ impl StaticFiles {
         let Some(rel) = safe_relative_path(req.uri.path()) else {
             return simple(StatusCode::BAD_REQUEST, "bad path\n");
         };
-        let mut path = self.root.join(&rel);
-        let mut meta = match tokio::fs::metadata(&path).await {
-            Ok(m) => m,
-            Err(_) => return simple(StatusCode::NOT_FOUND, "not found\n"),
-        };
-        if meta.is_dir() {
-            if !req.uri.path().ends_with('/') {
-                // Redirect so relative links in the index resolve against the directory.
-                let mut r = simple(StatusCode::MOVED_PERMANENTLY, "moved\n");
-                let loc = format!("{}/", req.uri.path());
-                if let Ok(v) = HeaderValue::from_str(&loc) {
-                    r.headers_mut().insert(header::LOCATION, v);
+        let key = req.uri.path();
+        let entry = match self.cached(key) {
+            Some(e) => e,
+            None => {
+                let root = self.root.clone();
+                let dir_request = key.ends_with('/');
+                let cc = (self.cache_control_pages.clone(), self.cache_control_assets.clone());
+                let resolved = tokio::task::spawn_blocking(move || resolve(&root, &rel, dir_request, cc)).await;
+                match resolved {
+                    Ok(Resolved::File(e)) => {
+                        let e = Arc::new(e);
+                        self.remember(key, &e);
+                        e
+                    }
+                    Ok(Resolved::Redirect) => {
+                        // Redirect so relative links in the index resolve against the directory.
+                        let mut r = simple(StatusCode::MOVED_PERMANENTLY, "moved\n");
+                        if let Ok(v) = HeaderValue::from_str(&format!("{key}/")) {
+                            r.headers_mut().insert(header::LOCATION, v);
+                        }
+                        return r;
+                    }
+                    _ => return simple(StatusCode::NOT_FOUND, "not found\n"),
                 }
-                return r;
             }
-            path.push("index.html");
-            meta = match tokio::fs::metadata(&path).await {
-                Ok(m) if m.is_file() => m,
-                _ => return simple(StatusCode::NOT_FOUND, "not found\n"),
-            };
-        }
-        if !meta.is_file() {
-            return simple(StatusCode::NOT_FOUND, "not found\n");
-        }
-        // Symlinks may point anywhere: the real path must still be under the root.
-        match tokio::fs::canonicalize(&path).await {
-            Ok(real) if real.starts_with(&self.root) => {}
-            _ => return simple(StatusCode::NOT_FOUND, "not found\n"),
-        }
-        let len = meta.len();
-        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        let etag = etag_for(len, mtime);
-        let last_modified = httpdate::fmt_http_date(mtime);
-        let mime = mime_guess::from_path(&path).first_or_octet_stream();
-        let is_html = mime.essence_str() == "text/html";
-        let mut builder = Response::builder()
-            .header(header::ETAG, &etag)
-            .header(header::LAST_MODIFIED, &last_modified)
-            .header(header::ACCEPT_RANGES, "bytes")
-            .header(
-                header::CACHE_CONTROL,
-                if is_html {
-                    self.cache_control_pages.clone()
-                } else {
-                    self.cache_control_assets.clone()
-                },
-            );
-        let ct = if mime.type_() == mime_guess::mime::TEXT
-            || mime.essence_str() == "application/javascript"
-            || mime.essence_str() == "image/svg+xml"
-        {
-            format!("{mime}; charset=utf-8")
-        } else {
-            mime.to_string()
         };
-        builder = builder.header(header::CONTENT_TYPE, ct);
+        self.respond(req, &entry).await
+    }
 
-        if not_modified(&req.headers, &etag, mtime) {
+    /// A cache entry checked against the file system less than [`REVALIDATE_MS`] ago.
+    fn cached(&self, key: &str) -> Option<Arc<Entry>> {
+        let e = self.cache.get(key)?;
+        let now = self.clock.elapsed().as_millis() as u64;
+        (now.saturating_sub(e.checked_ms) < REVALIDATE_MS).then(|| Arc::clone(e.value()))
+    }
+
+    fn remember(&self, key: &str, e: &Arc<Entry>) {
+        if self.cache.len() >= MAX_ENTRIES {
+            // Crude but bounded: a site with more hot paths than this just re-reads.
+            self.cache.clear();
+            self.cached_bytes.store(0, Ordering::Relaxed);
+        }
+        let mut e2 = Entry::clone(e);
+        e2.checked_ms = self.clock.elapsed().as_millis() as u64;
+        if let Some(n) = e2.body.as_ref().map(|b| b.len() as u64) {
+            let total = self.cached_bytes.fetch_add(n, Ordering::Relaxed) + n;
+            if total > MAX_CACHED_BYTES {
+                e2.body = None;
+                self.cached_bytes.fetch_sub(n, Ordering::Relaxed);
+            }
+        }
+        if let Some(old) = self.cache.insert(key.to_string(), Arc::new(e2))
+            && let Some(b) = &old.body
+        {
+            self.cached_bytes.fetch_sub(b.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    async fn respond(&self, req: &OriginRequest, e: &Entry) -> Response<Body> {
+        let mut builder = Response::builder()
+            .header(header::ETAG, e.etag.clone())
+            .header(header::LAST_MODIFIED, e.last_modified.clone())
+            .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+            .header(header::CACHE_CONTROL, e.cache_control.clone())
+            .header(header::CONTENT_TYPE, e.content_type.clone());
+        let len = e.len;
+        if not_modified(&req.headers, &e.etag_str, e.mtime) {
             return builder
                 .status(StatusCode::NOT_MODIFIED)
                 .body(body::empty())
@@ -136,12 +158,12 @@ impl StaticFiles {
             .headers
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
-            .filter(|_| if_range_matches(&req.headers, &etag, &last_modified));
+            .filter(|_| if_range_matches(&req.headers, &e.etag_str, &e.last_modified_str));
         let (status, start, count) = match range.map(|r| parse_range(r, len)) {
             None | Some(RangeResult::Ignore) => (StatusCode::OK, 0, len),
-            Some(RangeResult::Satisfiable(s, e)) => {
-                builder = builder.header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"));
-                (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
+            Some(RangeResult::Satisfiable(s, end)) => {
+                builder = builder.header(header::CONTENT_RANGE, format!("bytes {s}-{end}/{len}"));
+                (StatusCode::PARTIAL_CONTENT, s, end - s + 1)
             }
             Some(RangeResult::Unsatisfiable) => {
                 let mut r = simple(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
@@ -154,8 +176,10 @@ impl StaticFiles {
         builder = builder.status(status).header(header::CONTENT_LENGTH, count);
         let body = if req.method == Method::HEAD {
             body::empty()
+        } else if let Some(b) = &e.body {
+            body::full(b.slice(start as usize..(start + count) as usize))
         } else {
-            match read_body(&path, start, count).await {
+            match read_body(&e.real, start, count).await {
                 Ok(b) => b,
                 Err(_) => return simple(StatusCode::NOT_FOUND, "not found\n"),
             }
@@ -164,6 +188,96 @@ impl StaticFiles {
             .body(body)
             .unwrap_or_else(|_| simple(StatusCode::INTERNAL_SERVER_ERROR, "error\n"))
     }
+}
+
+/// How long a cached file is trusted before the file system is asked again.
+const REVALIDATE_MS: u64 = 1000;
+const MAX_ENTRIES: usize = 10_000;
+const MAX_CACHED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A resolved file: its validators, prebuilt headers and, when small, its bytes.
+#[derive(Debug, Clone)]
+struct Entry {
+    real: PathBuf,
+    len: u64,
+    mtime: SystemTime,
+    etag: HeaderValue,
+    etag_str: String,
+    last_modified: HeaderValue,
+    last_modified_str: String,
+    content_type: HeaderValue,
+    cache_control: HeaderValue,
+    body: Option<Bytes>,
+    checked_ms: u64,
+}
+
+enum Resolved {
+    File(Entry),
+    Redirect,
+    NotFound,
+}
+
+/// Resolves a safe relative path under `root` (blocking file system calls: run off the workers).
+fn resolve(root: &Path, rel: &Path, dir_request: bool, cc: (HeaderValue, HeaderValue)) -> Resolved {
+    let mut path = root.join(rel);
+    let Ok(mut meta) = std::fs::metadata(&path) else {
+        return Resolved::NotFound;
+    };
+    if meta.is_dir() {
+        if !dir_request {
+            return Resolved::Redirect;
+        }
+        path.push("index.html");
+        meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Resolved::NotFound,
+        };
+    }
+    if !meta.is_file() {
+        return Resolved::NotFound;
+    }
+    // Symlinks may point anywhere: the real path must still be under the root.
+    let real = match std::fs::canonicalize(&path) {
+        Ok(real) if real.starts_with(root) => real,
+        _ => return Resolved::NotFound,
+    };
+    let len = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let etag_str = etag_for(len, mtime);
+    let last_modified_str = httpdate::fmt_http_date(mtime);
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let is_html = mime.essence_str() == "text/html";
+    let ct = if mime.type_() == mime_guess::mime::TEXT
+        || mime.essence_str() == "application/javascript"
+        || mime.essence_str() == "image/svg+xml"
+    {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    };
+    let body = if len <= SMALL_FILE {
+        match std::fs::read(&real) {
+            Ok(b) if b.len() as u64 == len => Some(Bytes::from(b)),
+            Ok(_) => None, // changed under us: stream it instead
+            Err(_) => return Resolved::NotFound,
+        }
+    } else {
+        None
+    };
+    let hv = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    Resolved::File(Entry {
+        real,
+        len,
+        mtime,
+        etag: hv(&etag_str),
+        etag_str,
+        last_modified: hv(&last_modified_str),
+        last_modified_str,
+        content_type: hv(&ct),
+        cache_control: if is_html { cc.0 } else { cc.1 },
+        body,
+        checked_ms: 0,
+    })
 }
 
 async fn read_body(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {

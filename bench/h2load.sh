@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Throughput of pushwise against nginx (TLS + HTTP/2, same files, same machine, same run) with h2load.
+#
+#   bash bench/h2load.sh [seconds-per-run] [rounds]
+#
+# Servers run side by side and are loaded in turn, ROUNDS times; the best run of each is compared
+# (the machine is noisy). Prints req/s and pushwise/nginx ratios for:
+#   a 10 KB page and a 1 KB asset; recording on vs --no-record; a page with a 6-asset push set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+CONNS=${CONNS:-50}
+STREAMS=${STREAMS:-10}
+command -v h2load >/dev/null && command -v nginx >/dev/null || {
+  echo "needs h2load and nginx: apt-get install -y nghttp2-client nginx" >&2; exit 1; }
+
+cargo build --release -q --bin pushwise
+BIN=target/release/pushwise
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# The files: a 10 KB page, a 1 KB asset, and the example site for the push case.
+mkdir -p "$WORK/www"
+cp -r examples/site/. "$WORK/www/"
+python3 - "$WORK/www" <<'PY'
+import sys
+root = sys.argv[1]
+body = "".join(f"<p>pushwise benchmark paragraph {i:04d} lorem ipsum dolor sit amet.</p>\n" for i in range(150))
+page = f"<!doctype html><html><head><title>10k</title></head><body>\n{body}</body></html>\n"
+page = page + " " * (10240 - len(page))
+open(f"{root}/page-10k.html", "w").write(page[:10240])
+open(f"{root}/asset-1k.css", "w").write(("/* 1 KB */ " + "a{color:red}" * 100)[:1024])
+PY
+
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+  -days 2 -subj "/CN=localhost" >/dev/null 2>&1
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# nginx, tuned for a fair comparison: keepalive_requests high (h2load does not reconnect).
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<NGX
+worker_processes $(nproc);
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  include /etc/nginx/mime.types;
+  sendfile on;
+  keepalive_requests 10000000;
+  http2_max_requests 10000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl http2;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    root $WORK/www;
+  }
+}
+NGX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' 2>"$WORK/nginx/stderr" &
+
+start_pushwise() { # name, extra args...
+  local name=$1; shift
+  local db="$WORK/$name.db"
+  "$BIN" --db "$db" serve --root "$WORK/www" --listen 127.0.0.1:0 --tls-cert "$WORK/cert.pem" \
+    --tls-key "$WORK/key.pem" --analyze-every 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  for _ in $(seq 100); do grep -q listening "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
+  grep -o '[0-9]*$' "$WORK/$name.out"
+}
+PW_PORT=$(start_pushwise norec --no-record)
+PWREC_PORT=$(start_pushwise rec --batch-size 5000)
+# A push set of 6 assets for / (written the way the analyzer writes sets).
+"$BIN" --db "$WORK/push.db" threshold set 0.5 >/dev/null
+sqlite_set() {
+  python3 - "$WORK/push.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO generations (id, created_ms, events, views, pages, duration_ms) VALUES (1, 0, 0, 0, 1, 0)")
+db.execute("INSERT INTO page_stats VALUES (1, '/', '*', 100, 100.0, 1)")
+assets = ["/css/site.css", "/js/app.js", "/img/logo.svg", "/fonts/open-sans-300.woff2", "/img/header-bg.png", "/img/footer-pattern.png"]
+for i, a in enumerate(assets):
+    db.execute("INSERT INTO set_assets VALUES (1, '/', '*', ?, 0.9, 100, ?, 1000, 'image', 1, ?, 'ok')", (a, i, i))
+db.commit()
+PY
+}
+sqlite_set
+PWPUSH_PORT=$(start_pushwise push --no-record --holdout 0)
+sleep 0.5
+
+run_h2load() { # url → req/s
+  h2load -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 "$1" 2>/dev/null | awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}'
+}
+best() { sort -g | tail -1; }
+
+declare -A R
+for r in $(seq "$ROUNDS"); do
+  for target in "nginx_page https://127.0.0.1:$NGINX_PORT/page-10k.html" \
+                "pw_page https://127.0.0.1:$PW_PORT/page-10k.html" \
+                "nginx_asset https://127.0.0.1:$NGINX_PORT/asset-1k.css" \
+                "pw_asset https://127.0.0.1:$PW_PORT/asset-1k.css" \
+                "pwrec_page https://127.0.0.1:$PWREC_PORT/page-10k.html" \
+                "pw_home https://127.0.0.1:$PW_PORT/" \
+                "pwpush_home https://127.0.0.1:$PWPUSH_PORT/"; do
+    set -- $target
+    v=$(run_h2load "$2")
+    R[$1]="${R[$1]:-} $v"
+    echo "round $r $1 $v req/s" >&2
+  done
+done
+b() { echo ${R[$1]} | tr ' ' '\n' | grep -v '^$' | best; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+echo
+echo "h2load -D $SECS -c $CONNS -m $STREAMS -t 2, best of $ROUNDS rounds, $(nproc) cores"
+printf '%-40s %12s\n' "case" "req/s"
+printf '%-40s %12s\n' "nginx 10 KB page" "$(b nginx_page)"
+printf '%-40s %12s\n' "pushwise 10 KB page (--no-record)" "$(b pw_page)"
+printf '%-40s %12s\n' "nginx 1 KB asset" "$(b nginx_asset)"
+printf '%-40s %12s\n' "pushwise 1 KB asset (--no-record)" "$(b pw_asset)"
+printf '%-40s %12s\n' "pushwise 10 KB page (recording on)" "$(b pwrec_page)"
+printf '%-40s %12s\n' "pushwise / without a push set" "$(b pw_home)"
+printf '%-40s %12s\n' "pushwise / pushing 6 assets" "$(b pwpush_home)"
+echo "ratio pushwise/nginx, 10 KB page: $(ratio "$(b pw_page)" "$(b nginx_page)")"
+echo "ratio pushwise/nginx, 1 KB asset: $(ratio "$(b pw_asset)" "$(b nginx_asset)")"
+echo "recording cost (1 - rec/no-record), 10 KB page: $(python3 -c "print(f'{(1-$(b pwrec_page)/$(b pw_page))*100:.1f}%')")"
+echo "push path: page views/s pushing 6 assets vs no set: $(ratio "$(b pwpush_home)" "$(b pw_home)")"
