@@ -1,1 +1,367 @@
-//! placeholder
+//! A browser-like HTTP/2 page loader: fetches a page, discovers subresources in the HTML and in
+//! stylesheets as a browser does, uses pushed streams instead of requesting them, starts fetching
+//! hinted assets as soon as a 103 arrives, and reports the time to the last subresource.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{HeaderValue, Request, header};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::site::{css_refs, html_refs, resolve};
+
+/// How the simulated browser behaves.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Where to connect (the server, or a delay proxy in front of it).
+    pub connect: SocketAddr,
+    /// The `:authority` to send (what the server sees as its host).
+    pub authority: String,
+    /// Accept server push (SETTINGS_ENABLE_PUSH=1).
+    pub push: bool,
+    /// Start fetching 103 Early Hints `Link: rel=preload` targets at once (what Chrome does).
+    pub follow_hints: bool,
+    pub user_agent: String,
+    /// Fetch subresources (false: a crawler that fetches the page only).
+    pub subresources: bool,
+}
+
+/// The outcome of one page load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadResult {
+    /// From sending the request to the end of the last subresource (or of the page if none).
+    pub elapsed: Duration,
+    /// Subresources the page needed (not in the browser cache), in completion order.
+    pub needed: Vec<String>,
+    /// Of those, delivered by push.
+    pub pushed_used: Vec<String>,
+    /// Pushed streams the page did not need (already cached or not referenced).
+    pub pushed_wasted: Vec<String>,
+    /// Paths announced in a 103.
+    pub hinted: Vec<String>,
+    /// The digest cookie the server set, if any (`name=value`).
+    pub cookie: Option<String>,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS client config for benchmarks against local self-signed servers (no verification).
+pub fn insecure_tls() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(cfg)
+}
+
+type Slot = watch::Receiver<Option<Bytes>>;
+
+struct Inflight {
+    slots: Mutex<HashMap<String, Slot>>,
+    pushed: Mutex<HashSet<String>>,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Loads `path` like a browser with `cache` (paths it already has); adds what it fetched to it.
+/// `referer` is the page navigated from (None: the visit enters the site here).
+pub async fn load_page(
+    cfg: &LoadConfig,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+    referer: Option<&str>,
+    cookie: Option<&str>,
+    cache: &mut HashSet<String>,
+) -> anyhow::Result<LoadResult> {
+    let started = Instant::now();
+    let tcp = TcpStream::connect(cfg.connect).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost").expect("static name");
+    let tls_stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake")?;
+    let (client, conn) = h2::client::Builder::new()
+        .enable_push(cfg.push)
+        .initial_window_size(6 * 1024 * 1024)
+        .initial_connection_window_size(15 * 1024 * 1024)
+        .handshake::<_, Bytes>(tls_stream)
+        .await
+        .context("h2 handshake")?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await?;
+    let inflight = Arc::new(Inflight {
+        slots: Mutex::new(HashMap::new()),
+        pushed: Mutex::new(HashSet::new()),
+        bytes: Default::default(),
+    });
+    let mut req = Request::get(format!("https://{}{path}", cfg.authority))
+        .header(header::USER_AGENT, &cfg.user_agent);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    if let Some(r) = referer {
+        req = req.header(header::REFERER, format!("https://{}{r}", cfg.authority));
+    }
+    let (mut resp_fut, _) = client.send_request(req.body(())?, true)?;
+    // Pushed streams: register each promise at once, then read its body in the background.
+    let mut promises = resp_fut.push_promises();
+    let inf = Arc::clone(&inflight);
+    let push_task = tokio::spawn(async move {
+        while let Some(p) = promises.push_promise().await {
+            let Ok(p) = p else { break };
+            let (preq, presp) = p.into_parts();
+            let ppath = preq.uri().path().to_string();
+            let (tx, rx) = watch::channel(None);
+            inf.slots.lock().expect("lock").insert(ppath.clone(), rx);
+            inf.pushed.lock().expect("lock").insert(ppath);
+            let inf2 = Arc::clone(&inf);
+            tokio::spawn(async move {
+                if let Ok(r) = presp.await {
+                    let body = read_body(r.into_body()).await.unwrap_or_default();
+                    inf2.bytes
+                        .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let _ = tx.send(Some(body));
+                }
+            });
+        }
+    });
+    // 103 Early Hints, then the final response.
+    let mut hinted = Vec::new();
+    let resp = loop {
+        let step = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(Some(Ok(info))) = resp_fut.poll_informational(cx) {
+                return std::task::Poll::Ready(Err(info));
+            }
+            std::pin::Pin::new(&mut resp_fut).poll(cx).map(Ok)
+        })
+        .await;
+        match step {
+            Err(info) => {
+                for l in info.headers().get_all(header::LINK) {
+                    for target in link_targets(l) {
+                        hinted.push(target.clone());
+                        if cfg.follow_hints && !cache.contains(&target) {
+                            ensure_started(&inflight, &client, cfg, path, &target);
+                        }
+                    }
+                }
+            }
+            Ok(r) => break r?,
+        }
+    };
+    let set_cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(String::from);
+    if !resp.status().is_success() {
+        bail!("{path}: status {}", resp.status());
+    }
+    let html = read_body(resp.into_body()).await?;
+    inflight
+        .bytes
+        .fetch_add(html.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let mut last = Instant::now();
+    // Promises precede the response headers on the wire; let the push task register them.
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    let mut needed = Vec::new();
+    let mut waiting = tokio::task::JoinSet::new();
+    let mut seen = HashSet::new();
+    let text = String::from_utf8_lossy(&html);
+    let refs = if cfg.subresources {
+        html_refs(&text)
+    } else {
+        Vec::new()
+    };
+    for r in refs {
+        let p = resolve(path, &r);
+        if seen.insert(p.clone()) && !cache.contains(&p) {
+            let slot = ensure_started(&inflight, &client, cfg, path, &p);
+            waiting.spawn(wait(p, slot));
+        }
+    }
+    while let Some(done) = waiting.join_next().await {
+        let (p, body) = done?;
+        last = Instant::now();
+        if p.ends_with(".css") {
+            let css = String::from_utf8_lossy(&body);
+            for r in css_refs(&css) {
+                let a = resolve(&p, &r);
+                if seen.insert(a.clone()) && !cache.contains(&a) {
+                    let slot = ensure_started(&inflight, &client, cfg, &p, &a);
+                    waiting.spawn(wait(a, slot));
+                }
+            }
+        }
+        needed.push(p);
+    }
+    let elapsed = last - started;
+    let pushed: HashSet<String> = inflight.pushed.lock().expect("lock").clone();
+    let pushed_used: Vec<String> = needed
+        .iter()
+        .filter(|p| pushed.contains(*p))
+        .cloned()
+        .collect();
+    let mut pushed_wasted: Vec<String> = pushed
+        .iter()
+        .filter(|p| !needed.contains(p))
+        .cloned()
+        .collect();
+    pushed_wasted.sort();
+    for p in &needed {
+        cache.insert(p.clone());
+    }
+    push_task.abort();
+    drop(client);
+    driver.abort();
+    Ok(LoadResult {
+        elapsed,
+        needed,
+        pushed_used,
+        pushed_wasted,
+        hinted,
+        cookie: set_cookie,
+        bytes: inflight.bytes.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+use std::future::Future as _;
+
+fn link_targets(v: &HeaderValue) -> Vec<String> {
+    v.to_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|l| l.contains("preload"))
+        .filter_map(|l| {
+            let l = l.trim();
+            let start = l.find('<')? + 1;
+            let end = l.find('>')?;
+            Some(l[start..end].to_string())
+        })
+        .collect()
+}
+
+/// The fetch of `path` (referenced by `from`): the one in flight (pushed, hinted) or a new one.
+fn ensure_started(
+    inf: &Arc<Inflight>,
+    client: &SendRequest<Bytes>,
+    cfg: &LoadConfig,
+    from: &str,
+    path: &str,
+) -> Slot {
+    let mut slots = inf.slots.lock().expect("lock");
+    if let Some(s) = slots.get(path) {
+        return s.clone();
+    }
+    let (tx, rx) = watch::channel(None);
+    slots.insert(path.to_string(), rx.clone());
+    drop(slots);
+    let mut client = client.clone();
+    let uri = format!("https://{}{path}", cfg.authority);
+    let referer = format!("https://{}{from}", cfg.authority);
+    let ua = cfg.user_agent.clone();
+    let inf = Arc::clone(inf);
+    tokio::spawn(async move {
+        let body = async {
+            client = client.ready().await.ok()?;
+            let req = Request::get(uri)
+                .header(header::USER_AGENT, ua)
+                .header(header::REFERER, referer)
+                .body(())
+                .ok()?;
+            let (fut, _) = client.send_request(req, true).ok()?;
+            let resp = fut.await.ok()?;
+            read_body(resp.into_body()).await.ok()
+        }
+        .await
+        .unwrap_or_default();
+        inf.bytes
+            .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let _ = tx.send(Some(body));
+    });
+    rx
+}
+
+async fn wait(path: String, mut slot: Slot) -> (String, Bytes) {
+    loop {
+        if let Some(b) = slot.borrow().clone() {
+            return (path, b);
+        }
+        if slot.changed().await.is_err() {
+            return (path, Bytes::new());
+        }
+    }
+}
+
+async fn read_body(mut body: h2::RecvStream) -> anyhow::Result<Bytes> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// Median and 90th percentile of durations, in milliseconds.
+pub fn median_p90(samples: &mut [Duration]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.9))
+}

@@ -88,11 +88,16 @@ impl StaticFiles {
             None => {
                 let root = self.root.clone();
                 let dir_request = key.ends_with('/');
-                let cc = (self.cache_control_pages.clone(), self.cache_control_assets.clone());
-                let resolved = tokio::task::spawn_blocking(move || resolve(&root, &rel, dir_request, cc)).await;
+                let cc = (
+                    self.cache_control_pages.clone(),
+                    self.cache_control_assets.clone(),
+                );
+                let resolved =
+                    tokio::task::spawn_blocking(move || resolve(&root, &rel, dir_request, cc))
+                        .await;
                 match resolved {
                     Ok(Resolved::File(e)) => {
-                        let e = Arc::new(e);
+                        let e = Arc::new(*e);
                         self.remember(key, &e);
                         e
                     }
@@ -136,7 +141,8 @@ impl StaticFiles {
         if let Some(old) = self.cache.insert(key.to_string(), Arc::new(e2))
             && let Some(b) = &old.body
         {
-            self.cached_bytes.fetch_sub(b.len() as u64, Ordering::Relaxed);
+            self.cached_bytes
+                .fetch_sub(b.len() as u64, Ordering::Relaxed);
         }
     }
 
@@ -212,7 +218,7 @@ struct Entry {
 }
 
 enum Resolved {
-    File(Entry),
+    File(Box<Entry>),
     Redirect,
     NotFound,
 }
@@ -265,7 +271,7 @@ fn resolve(root: &Path, rel: &Path, dir_request: bool, cc: (HeaderValue, HeaderV
         None
     };
     let hv = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-    Resolved::File(Entry {
+    Resolved::File(Box::new(Entry {
         real,
         len,
         mtime,
@@ -277,7 +283,7 @@ fn resolve(root: &Path, rel: &Path, dir_request: bool, cc: (HeaderValue, HeaderV
         cache_control: if is_html { cc.0 } else { cc.1 },
         body,
         checked_ms: 0,
-    })
+    }))
 }
 
 async fn read_body(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
