@@ -252,8 +252,12 @@ fn start_app() -> u16 {
             }
             let req = String::from_utf8_lossy(&buf).to_string();
             let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if path == "/slow" {
+                // An application that thinks before answering: hints should not wait for it.
+                std::thread::sleep(std::time::Duration::from_millis(800));
+            }
             let (ct, extra, body) = match path.as_str() {
-                "/" => (
+                "/" | "/slow" => (
                     "text/html",
                     "",
                     "<html><link rel=stylesheet href=/a.css></html>",
@@ -292,4 +296,47 @@ fn set_cookie_and_private_assets_are_never_pushed_from_an_upstream() {
     let out = nghttp(&[&s.url("/")]);
     assert!(out.contains(":status: 200"), "{out}");
     assert_eq!(promised_paths(&out), ["/a.css"], "{out}");
+}
+
+/// Seconds of the first nghttp -v line that contains `needle`.
+fn at(out: &str, needle: &str) -> f64 {
+    let l = out
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in {out}"));
+    l.trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn early_hints_and_promises_go_out_before_a_slow_upstream_answers() {
+    let port = start_app();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pushwise.db");
+    prepare_sets(&db, &[("/slow", &["/a.css"])]);
+    let up = format!("http://127.0.0.1:{port}");
+    let s = Server::start_with_db(
+        &["--upstream", &up, "--holdout", "0", "--analyze-every", "0"],
+        dir,
+        db,
+    );
+    let out = nghttp(&["--no-push", &s.url("/slow")]);
+    let hint = at(&out, ":status: 103");
+    let page = at(&out, ":status: 200");
+    assert!(
+        page - hint > 0.5,
+        "103 at {hint}s, 200 at {page}s: hints waited for the application\n{out}"
+    );
+    let out = nghttp(&[&s.url("/slow")]);
+    let promise = at(&out, "recv PUSH_PROMISE frame");
+    let page = at(&out, ":status: 200");
+    assert!(
+        page - promise > 0.5,
+        "promise at {promise}s, page at {page}s\n{out}"
+    );
 }

@@ -163,26 +163,30 @@ async fn handle_stream(
         body: req_body,
         client_ip: Some(conn.client_ip),
     };
-    let resp = shared.origin.serve(oreq).await;
-    let is_page =
-        parts.method == Method::GET && resp.status() == StatusCode::OK && is_html(resp.headers());
-    if !is_page {
-        send(&shared, &mut respond, info, resp, None, Vec::new()).await;
-        return;
-    }
-    shared.metrics.page_views.inc();
-    let plan = push::plan_view(&shared, &conn, &parts.headers, &authority, &info.path);
-    let (mut resp_parts, resp_body) = resp.into_parts();
+    // A path with a learned set is a page: push or hint *before* asking the origin for it, so
+    // the client starts on the assets while an upstream application is still thinking.
+    let plan = if parts.method == Method::GET {
+        Some(push::plan_view(
+            &shared,
+            &conn,
+            &parts.headers,
+            &authority,
+            &info.path,
+        ))
+    } else {
+        None
+    };
     let mut pushed: Vec<Pushed> = Vec::new();
     let mut hinted: Vec<usize> = Vec::new();
-    let use_push = shared.config.push_mode == crate::PushMode::Push && !conn.push_refused();
-    if !plan.candidates.is_empty() {
+    let mut links: Vec<HeaderValue> = Vec::new();
+    if let Some(plan) = plan.as_ref().filter(|p| !p.candidates.is_empty()) {
+        let use_push = shared.config.push_mode == crate::PushMode::Push && !conn.push_refused();
         if use_push {
             let refused_at = promise_all(
                 &shared,
                 &conn,
                 &mut respond,
-                &plan,
+                plan,
                 &authority,
                 max_send_streams,
                 &mut pushed,
@@ -194,21 +198,42 @@ async fn handle_stream(
         } else {
             hinted.extend(0..plan.candidates.len());
         }
+        if !hinted.is_empty() {
+            links = hinted
+                .iter()
+                .filter_map(|&i| push::link_value(&plan.candidates[i]))
+                .collect();
+            let mut early = Response::new(());
+            *early.status_mut() = StatusCode::EARLY_HINTS;
+            for l in &links {
+                early.headers_mut().append(header::LINK, l.clone());
+            }
+            if respond.send_informational(early).is_ok() {
+                shared.metrics.early_hints.inc();
+            }
+        }
     }
-    if !hinted.is_empty() {
-        let links: Vec<HeaderValue> = hinted
-            .iter()
-            .filter_map(|&i| push::link_value(&plan.candidates[i]))
-            .collect();
-        let mut early = Response::new(());
-        *early.status_mut() = StatusCode::EARLY_HINTS;
-        for l in &links {
-            early.headers_mut().append(header::LINK, l.clone());
-            resp_parts.headers.append(header::LINK, l.clone());
-        }
-        if respond.send_informational(early).is_ok() {
-            shared.metrics.early_hints.inc();
-        }
+    let resp = shared.origin.serve(oreq).await;
+    let is_page =
+        parts.method == Method::GET && resp.status() == StatusCode::OK && is_html(resp.headers());
+    if is_page {
+        shared.metrics.page_views.inc();
+    }
+    let Some(plan) = plan.filter(|_| is_page) else {
+        send(
+            &shared,
+            &mut respond,
+            info.clone(),
+            resp,
+            None,
+            pushed_into_tasks(&shared, &conn, &info, pushed, &tracker),
+        )
+        .await;
+        return;
+    };
+    let (mut resp_parts, resp_body) = resp.into_parts();
+    for l in links {
+        resp_parts.headers.append(header::LINK, l);
     }
     let mut delivered: Vec<String> = pushed.iter().map(|p| p.path.clone()).collect();
     delivered.extend(hinted.iter().map(|&i| plan.candidates[i].path.clone()));
