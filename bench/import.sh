@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 LINES=${1:-1000000}
 ROUNDS=${2:-3}
 command -v goaccess >/dev/null || { echo "needs goaccess: apt-get install -y goaccess" >&2; exit 1; }
-cargo build --release -q --bin pushwise --bin genlog
+cargo build --release -q -p pushwise -p pushwise-bench
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 LOG="$WORK/access.log"

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 RTT=${1:-50}
 RUNS=${2:-10}
 for t in nginx h2o nghttp; do command -v $t >/dev/null || { echo "needs $t (apt-get install -y nginx h2o nghttp2-client)" >&2; exit 1; }; done
-cargo build --release -q --bin pushwise --bin pageload --bin delayproxy
+cargo build --release -q -p pushwise -p pushwise-bench
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
