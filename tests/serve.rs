@@ -340,3 +340,37 @@ fn bad_flags_and_unwritable_databases_give_clear_errors() {
         text(&o)
     );
 }
+
+#[test]
+fn garbage_and_plain_http_on_the_tls_port_are_refused_and_serving_goes_on() {
+    let s = Server::start(&["--root", site().to_str().unwrap(), "--no-record"]);
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..],
+        &[0u8; 4096][..],
+    ] {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let _ = c.write_all(junk);
+        let mut buf = [0u8; 64];
+        let _ = c.read(&mut buf); // closed or alert; either way, no hang and no crash
+    }
+    // An h2 client that sends a malformed request: the stream fails, the server stays up.
+    let o = run(
+        "curl",
+        &[
+            "-sk",
+            "--http2",
+            "-H",
+            "content-length: abc",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &s.url("/"),
+        ],
+    );
+    let _ = o;
+    assert!(nghttp(&[&s.url("/")]).contains(":status: 200"));
+}

@@ -222,6 +222,37 @@ pub fn parse_clf_date(s: &str) -> Option<i64> {
     Some(utc * 1000)
 }
 
+/// Formats Unix milliseconds as `10/Oct/2000:13:55:36 +0100`, shown `offset_min` east of UTC
+/// (the inverse of [`parse_clf_date`]; the access log and the synthetic logs use it).
+pub fn format_clf_date(ts_ms: i64, offset_min: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ts_ms.div_euclid(1000) + offset_min * 60;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil_from_days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let sign = if offset_min < 0 { '-' } else { '+' };
+    let o = offset_min.abs();
+    format!(
+        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        o / 60,
+        o % 60
+    )
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -550,6 +581,13 @@ mod tests {
         ) {
             let line = format!("{ip} - - [{date}] \"{req}\" {status} {tail}");
             let _ = parse_line(&line, LogFormat::Combined);
+        }
+
+        #[test]
+        fn formatted_dates_parse_back_to_the_same_instant(ts in 0i64..4_102_444_800_000, off in -720i64..=840) {
+            let ts = ts - ts % 1000;
+            let text = format_clf_date(ts, off);
+            proptest::prop_assert_eq!(parse_clf_date(&text), Some(ts), "{}", text);
         }
 
         #[test]

@@ -579,19 +579,18 @@ pub async fn run_pass(store: &Store, lp: &LearnParams, now_ms: i64) -> Result<Pa
     .await
     .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
     let pages = stats.iter().filter(|s| s.context == PAGE_WIDE).count();
-    let pages_with_sets = {
-        let mut ps: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.in_set && r.context == PAGE_WIDE)
-            .map(|r| r.page.as_str())
-            .collect();
-        ps.dedup();
-        ps.len()
-    };
-    let assets_in_sets = rows
+    // A page "has a set" when any of its contexts (or the page-wide estimate) pushes something.
+    let in_set: std::collections::BTreeSet<(&str, &str)> = rows
         .iter()
-        .filter(|r| r.in_set && r.context == PAGE_WIDE)
-        .count();
+        .filter(|r| r.in_set)
+        .map(|r| (r.page.as_str(), r.asset.as_str()))
+        .collect();
+    let pages_with_sets = in_set
+        .iter()
+        .map(|(p, _)| *p)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let assets_in_sets = in_set.len();
     let duration_ms = started.elapsed().as_millis() as u64;
     let generation = store
         .write_generation(&NewGeneration {

@@ -75,9 +75,19 @@ impl PushSets {
         self.pages.len()
     }
 
-    /// Assets in the page-wide sets of all pages (for the metrics gauge).
+    /// Distinct (page, asset) pairs pushed in any context (for the metrics gauge).
     pub fn asset_count(&self) -> usize {
-        self.pages.iter().map(|p| p.page_wide.len()).sum()
+        self.pages
+            .iter()
+            .map(|p| {
+                let mut assets: std::collections::HashSet<&str> =
+                    p.page_wide.iter().map(|a| a.path.as_str()).collect();
+                for list in p.by_context.values() {
+                    assets.extend(list.iter().map(|a| a.path.as_str()));
+                }
+                assets.len()
+            })
+            .sum()
     }
 
     /// Loads the newest generation if it is newer than the one in memory. Returns whether it did.

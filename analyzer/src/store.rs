@@ -563,3 +563,62 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PushMark;
+
+    fn ev(ts: i64, line: Option<i64>) -> Event {
+        Event {
+            ts_ms: ts,
+            client: 1,
+            conn_id: 0,
+            stream_id: 0,
+            method: "GET".into(),
+            path: "/a".into(),
+            status: 200,
+            bytes: 1,
+            content_type: None,
+            referer: Referer::External,
+            is_page: true,
+            browser: true,
+            cacheable: true,
+            push: PushMark::Requested,
+            holdout: false,
+            source: line.map(|_| 42),
+            source_line: line,
+        }
+    }
+
+    #[tokio::test]
+    async fn imported_lines_are_inserted_once_and_retention_prunes_old_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let batch: Vec<Event> = (0..1200).map(|i| ev(i, Some(i))).collect();
+        assert_eq!(s.insert_events(&batch).await.unwrap(), 1200);
+        assert_eq!(s.insert_events(&batch).await.unwrap(), 0);
+        // Live events have no source and are never deduplicated.
+        assert_eq!(
+            s.insert_events(&[ev(5000, None), ev(5000, None)])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.count_events().await.unwrap(), 1202);
+        assert_eq!(s.prune_events_before(1000).await.unwrap(), 1000);
+        assert_eq!(s.count_events().await.unwrap(), 202);
+        let e = s.load_events(0).await.unwrap();
+        assert!(e.iter().all(|e| e.ts_ms >= 1000 && e.referer_external));
+    }
+
+    #[tokio::test]
+    async fn the_salt_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = Store::open(&path).await.unwrap().salt().await.unwrap();
+        let b = Store::open(&path).await.unwrap().salt().await.unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, [0u8; 32]);
+    }
+}

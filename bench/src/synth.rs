@@ -246,41 +246,11 @@ pub fn combined_line(h: &Hit) -> String {
     format!(
         "{} - - [{}] \"GET {} HTTP/1.1\" {} {} \"{}\" \"{}\"",
         h.ip,
-        clf_time(h.ts_ms, 60),
+        pushwise_analyzer::import::format_clf_date(h.ts_ms, 60),
         h.path,
         h.status,
         h.bytes,
         h.referer.as_deref().unwrap_or("-"),
         h.user_agent
-    )
-}
-
-/// `dd/Mon/yyyy:HH:MM:SS +hhmm` of a Unix ms time shown at `offset_min` east of UTC.
-pub fn clf_time(ts_ms: i64, offset_min: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ts_ms.div_euclid(1000) + offset_min * 60;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let sign = if offset_min < 0 { '-' } else { '+' };
-    let o = offset_min.abs();
-    format!(
-        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        o / 60,
-        o % 60
     )
 }

@@ -23,7 +23,7 @@ fn event(i: u64) -> Event {
         bytes: 34_000,
         content_type: Some("image/png".into()),
         referer: Referer::SameSite("/products.html".into()),
-        is_page: i % 10 == 0,
+        is_page: i.is_multiple_of(10),
         browser: true,
         cacheable: true,
         push: PushMark::Requested,

@@ -147,42 +147,40 @@ pub fn finish(shared: &Shared, req: &ReqInfo, resp: &RespInfo, bytes: u64) {
     }
 }
 
+/// Events for assets skipped by digest and for assets hinted on a page view, so the analyzer knows
+/// their need was not observable on this view (they carry the page as their Referer).
+pub fn record_skips(shared: &Shared, page: &ReqInfo, skipped_digest: &[String], hinted: &[&str]) {
+    let marks = skipped_digest
+        .iter()
+        .map(|p| (p.as_str(), PushMark::SkippedDigest))
+        .chain(hinted.iter().map(|p| (*p, PushMark::Hinted)));
+    for (path, mark) in marks {
+        let req = ReqInfo {
+            path: path.to_string(),
+            referer: Referer::SameSite(page.path.clone()),
+            ..page.clone()
+        };
+        let resp = RespInfo {
+            status: 0,
+            content_type: None,
+            cacheable: true,
+            is_page: false,
+            push: mark,
+            holdout: false,
+        };
+        finish(shared, &req, &resp, 0);
+    }
+}
+
 /// A combined-format line (with the client key instead of the IP), re-importable by `pushwise import`.
 fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
     let q = |s: &Option<String>| s.as_deref().unwrap_or("-").replace('"', "\\\"");
     tracing::info!(
         target: "pushwise::access",
         "{:016x} - - [{}] \"{} {} HTTP/2\" {} {} \"{}\" \"{}\"",
-        req.client, clf_time(req.ts_ms).unwrap_or_default(), req.method, req.path, resp.status, bytes,
+        req.client, pushwise_analyzer::import::format_clf_date(req.ts_ms, 0), req.method, req.path, resp.status, bytes,
         q(&req.raw_referer), q(&req.user_agent)
     );
-}
-
-/// `10/Oct/2000:13:55:36 +0000` for a Unix time in ms (UTC).
-pub fn clf_time(ts_ms: i64) -> Option<String> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ts_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil_from_days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    Some(format!(
-        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000",
-        MONTHS.get((m - 1) as usize)?,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
 }
 
 type OnDone = Box<dyn FnOnce(u64) + Send + Sync>;
@@ -242,20 +240,5 @@ impl http_body::Body for RecordingBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clf_time_formats_utc() {
-        assert_eq!(
-            super::clf_time(971_211_336_000).unwrap(),
-            "10/Oct/2000:20:55:36 +0000"
-        );
-        assert_eq!(
-            super::clf_time(1_704_067_200_000).unwrap(),
-            "01/Jan/2024:00:00:00 +0000"
-        );
     }
 }

@@ -9,12 +9,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use pushwise_analyzer::PushMark;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish};
+use crate::exchange::{RecordingBody, ReqInfo, RespInfo, record_skips};
 use crate::metrics::Protocol;
 use crate::origin::{OriginRequest, simple};
 use crate::push::{self, ConnState};
@@ -122,38 +121,10 @@ async fn handle(
         if let Some(l) = push::link_value(a) {
             rp.headers.append(header::LINK, l);
             delivered.push(a.path.clone());
-            let req = ReqInfo {
-                path: a.path.clone(),
-                referer: pushwise_analyzer::Referer::SameSite(info.path.clone()),
-                ..info.clone()
-            };
-            let resp = RespInfo {
-                status: 0,
-                content_type: None,
-                cacheable: true,
-                is_page: false,
-                push: PushMark::Hinted,
-                holdout: false,
-            };
-            finish(&shared, &req, &resp, 0);
         }
     }
-    for p in &plan.skipped_digest {
-        let req = ReqInfo {
-            path: p.clone(),
-            referer: pushwise_analyzer::Referer::SameSite(info.path.clone()),
-            ..info.clone()
-        };
-        let resp = RespInfo {
-            status: 0,
-            content_type: None,
-            cacheable: true,
-            is_page: false,
-            push: PushMark::SkippedDigest,
-            holdout: false,
-        };
-        finish(&shared, &req, &resp, 0);
-    }
+    let hinted: Vec<&str> = delivered.iter().map(String::as_str).collect();
+    record_skips(&shared, &info, &plan.skipped_digest, &hinted);
     if let Some(c) = push::digest_cookie(&shared, &authority, &plan, &delivered) {
         rp.headers.append(header::SET_COOKIE, c);
     }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish};
+use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish, record_skips};
 use crate::metrics::{Protocol, PushOutcome};
 use crate::origin::{OriginRequest, is_cacheable, simple};
 use crate::push::{self, ConnState, ViewPlan};
@@ -240,7 +240,11 @@ async fn handle_stream(
     if let Some(cookie) = push::digest_cookie(&shared, &authority, &plan, &delivered) {
         resp_parts.headers.append(header::SET_COOKIE, cookie);
     }
-    record_skips(&shared, &info, &plan, &hinted);
+    let hinted_paths: Vec<&str> = hinted
+        .iter()
+        .map(|&i| plan.candidates[i].path.as_str())
+        .collect();
+    record_skips(&shared, &info, &plan.skipped_digest, &hinted_paths);
     let resp = Response::from_parts(resp_parts, resp_body);
     send(
         &shared,
@@ -317,36 +321,6 @@ async fn promise_all(
         }
     }
     None
-}
-
-/// Events for assets skipped by digest and for assets hinted, so the analyzer knows their need
-/// was not observable on this view.
-fn record_skips(shared: &Shared, info: &ReqInfo, plan: &ViewPlan, hinted: &[usize]) {
-    let marks = plan
-        .skipped_digest
-        .iter()
-        .map(|p| (p.as_str(), PushMark::SkippedDigest))
-        .chain(
-            hinted
-                .iter()
-                .map(|&i| (plan.candidates[i].path.as_str(), PushMark::Hinted)),
-        );
-    for (path, mark) in marks {
-        let req = ReqInfo {
-            path: path.to_string(),
-            referer: pushwise_analyzer::Referer::SameSite(info.path.clone()),
-            ..info.clone()
-        };
-        let resp = RespInfo {
-            status: 0,
-            content_type: None,
-            cacheable: true,
-            is_page: false,
-            push: mark,
-            holdout: false,
-        };
-        finish(shared, &req, &resp, 0);
-    }
 }
 
 type PushTask = Box<dyn FnOnce() + Send>;

@@ -222,7 +222,7 @@ impl Metrics {
         let set_assets = Gauge::default();
         r.register(
             "push_set_assets",
-            "Assets in the page-wide push sets of the loaded generation",
+            "Distinct page and asset pairs pushed in any context by the loaded generation",
             set_assets.clone(),
         );
         let generation = Gauge::default();
