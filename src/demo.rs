@@ -514,18 +514,28 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         results[0].median_ms - results[1].median_ms,
         results[1].speedup_vs_no_push
     )?;
+    // Name the binary the way the user can type it (relative when it lives under the cwd).
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|e| {
+            let cwd = std::env::current_dir().ok()?;
+            e.strip_prefix(&cwd)
+                .ok()
+                .map(|r| format!("./{}", r.display()))
+        })
+        .unwrap_or_else(|| "pushwise".to_string());
     writeln!(
         o,
         "\nthe database is kept at {}; explore it with:",
         db.display()
     )?;
-    writeln!(o, "  pushwise --db {} sets list", db.display())?;
-    writeln!(o, "  pushwise --db {} sets show /", db.display())?;
-    writeln!(o, "  pushwise --db {} tune --plot tune.svg", db.display())?;
-    writeln!(
-        o,
-        "  pushwise --db {} plan --page / --user-agent 'Mozilla/5.0 Chrome/120'",
-        db.display()
-    )?;
+    for cmd in [
+        "sets list",
+        "sets show /",
+        "tune --plot tune.svg",
+        "plan --page / --user-agent 'Mozilla/5.0 Chrome/120'",
+    ] {
+        writeln!(o, "  {exe} --db {} {cmd}", db.display())?;
+    }
     Ok(())
 }
