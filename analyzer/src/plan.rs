@@ -71,6 +71,11 @@ impl PushSets {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// True when the loaded generation has statistics for `page` (cheap: one map lookup).
+    pub fn contains(&self, page: &str) -> bool {
+        self.pages.contains_key(page)
+    }
+
     pub fn page_count(&self) -> usize {
         self.pages.len()
     }

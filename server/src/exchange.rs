@@ -65,7 +65,12 @@ impl ReqInfo {
             ts_ms: now_ms(),
             method: method.as_str().to_string(),
             path: normalize_path(pq, shared.config.keep_query),
-            client: shared.keyer.key(&client_ip.to_string(), ua),
+            // The keyed hash is only needed for events and access-log lines.
+            client: if shared.recorder.is_some() || shared.config.access_log {
+                shared.keyer.key(&client_ip.to_string(), ua)
+            } else {
+                0
+            },
             browser: is_browser(ua),
             referer: Referer::reduce(raw_ref, &hosts, shared.config.keep_query),
             conn_id: conn_id as i64,

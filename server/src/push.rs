@@ -94,6 +94,13 @@ pub fn plan_view(
     page: &str,
 ) -> ViewPlan {
     let cfg = &shared.config;
+    // Most GETs are assets with no set: answer them before any header parsing.
+    if !shared.sets.contains(page) {
+        return ViewPlan {
+            source: "none",
+            ..Default::default()
+        };
+    }
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
