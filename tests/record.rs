@@ -212,3 +212,61 @@ fn no_record_writes_no_events() {
     assert_eq!(s.stop(), 0);
     assert!(events(&s.db).is_empty());
 }
+
+/// Clears the immutable attribute even when the test fails, so the temp dir can be removed.
+struct Immutable(std::path::PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_database_file_keeps_the_server_answering_200() {
+    // Tests run as root, where file modes do not stop writes: the immutable attribute does.
+    let mut s = Server::start(&["--root", site().to_str().unwrap(), "--analyze-every", "0"]);
+    nghttp(&[&s.url("/")]);
+    assert_eq!(s.stop(), 0);
+    let db = s.db.clone();
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(&db)
+        .status()
+        .expect("chattr (e2fsprogs)");
+    assert!(
+        st.success(),
+        "chattr +i failed: the test needs a file system with the immutable attribute"
+    );
+    let _guard = Immutable(db.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut s2 = Server::start_with_db(
+        &[
+            "--root",
+            site().to_str().unwrap(),
+            "--analyze-every",
+            "0",
+            "--batch-interval-ms",
+            "20",
+        ],
+        dir,
+        db.clone(),
+    );
+    for p in ["/", "/about.html", "/css/site.css"] {
+        assert!(nghttp(&[&s2.url(p)]).contains(":status: 200"), "{p}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        s2.stderr().contains("cannot write to the database"),
+        "{}",
+        s2.stderr()
+    );
+    let started = Instant::now();
+    assert_eq!(s2.stop(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown hung on the read-only database"
+    );
+    // The events recorded before are intact.
+    assert_eq!(events(&db).iter().filter(|e| e.path == "/").count(), 1);
+}

@@ -96,6 +96,7 @@ async fn writer(
     let mut last_error_log: Option<tokio::time::Instant> = None;
     let mut failures_since_log = 0u64;
     let mut closed = false;
+    let mut shutdown_failures = 0u32;
     loop {
         // Gather up to a batch, waiting at most one interval once something is pending.
         if !closed {
@@ -175,7 +176,13 @@ async fn writer(
                     }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                if closed && failures_since_log > 8 {
+                if closed {
+                    // Shutting down: a few quick retries (a lock may clear), then give up loudly
+                    // rather than hold the process hostage to a database that refuses writes.
+                    backoff = backoff.min(Duration::from_millis(500));
+                    shutdown_failures += 1;
+                }
+                if shutdown_failures > 3 {
                     tracing::error!(
                         lost = pending.len(),
                         "recorder: giving up on the database at shutdown"
