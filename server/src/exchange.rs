@@ -7,13 +7,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use http::header;
 use http_body::{Frame, SizeHint};
 use pushwise_analyzer::event::{is_browser, normalize_path};
 use pushwise_analyzer::{Event, PushMark, Referer};
 
 use crate::body::Body;
 use crate::metrics::{Protocol, RequestLabels, StatusClass};
+use crate::push::ConnState;
 use crate::server::Shared;
 
 /// What is known of a request when it arrives.
@@ -41,18 +42,16 @@ pub fn now_ms() -> i64 {
 }
 
 impl ReqInfo {
-    #[allow(clippy::too_many_arguments)]
+    /// What the recorder needs of a request, as it arrives on `conn`.
     pub fn new(
         shared: &Shared,
-        method: &http::Method,
-        uri: &http::Uri,
-        headers: &HeaderMap,
+        conn: &ConnState,
+        parts: &http::request::Parts,
         authority: &str,
-        client_ip: std::net::IpAddr,
-        conn_id: u64,
         stream_id: u32,
         protocol: Protocol,
     ) -> ReqInfo {
+        let (headers, uri, client_ip) = (&parts.headers, &parts.uri, conn.client_ip);
         let ua = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
@@ -63,7 +62,7 @@ impl ReqInfo {
         ReqInfo {
             started: Instant::now(),
             ts_ms: now_ms(),
-            method: method.as_str().to_string(),
+            method: parts.method.as_str().to_string(),
             path: normalize_path(pq, shared.config.keep_query),
             // The keyed hash is only needed for events and access-log lines.
             client: if shared.recorder.is_some() || shared.config.access_log {
@@ -73,13 +72,29 @@ impl ReqInfo {
             },
             browser: is_browser(ua),
             referer: Referer::reduce(raw_ref, &hosts, shared.config.keep_query),
-            conn_id: conn_id as i64,
+            conn_id: conn.id as i64,
             stream_id: i64::from(stream_id),
             protocol,
             user_agent: ua.map(String::from),
             raw_referer: raw_ref.map(String::from),
         }
     }
+}
+
+/// The request's authority: `:authority` (h2, or an absolute-form HTTP/1.1 target), else `Host`.
+pub fn request_authority(parts: &http::request::Parts) -> String {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// What the response was, for the event.

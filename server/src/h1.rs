@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, record_skips};
+use crate::exchange::{RecordingBody, ReqInfo, RespInfo, record_skips, request_authority};
 use crate::metrics::Protocol;
 use crate::origin::{OriginRequest, simple};
 use crate::push::{self, ConnState};
@@ -59,23 +59,8 @@ async fn handle(
 ) -> Response<Body> {
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let authority = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
-        .unwrap_or_else(|| "localhost".into());
-    let info = ReqInfo::new(
-        &shared,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &authority,
-        conn.client_ip,
-        conn.id,
-        0,
-        Protocol::http1,
-    );
+    let authority = request_authority(&parts);
+    let info = ReqInfo::new(&shared, &conn, &parts, &authority, 0, Protocol::http1);
     let body = match Limited::new(body, shared.config.max_request_body)
         .collect()
         .await

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish, record_skips};
+use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish, record_skips, request_authority};
 use crate::metrics::{Protocol, PushOutcome};
 use crate::origin::{OriginRequest, is_cacheable, simple};
 use crate::push::{self, ConnState, ViewPlan};
@@ -124,26 +124,12 @@ async fn handle_stream(
 ) {
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "localhost".to_string());
+    let authority = request_authority(&parts);
     let info = ReqInfo::new(
         &shared,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
+        &conn,
+        &parts,
         &authority,
-        conn.client_ip,
-        conn.id,
         respond.stream_id().as_u32(),
         Protocol::h2,
     );
