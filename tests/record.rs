@@ -270,3 +270,28 @@ fn a_read_only_database_file_keeps_the_server_answering_200() {
     // The events recorded before are intact.
     assert_eq!(events(&db).iter().filter(|e| e.path == "/").count(), 1);
 }
+
+#[test]
+fn kill_9_loses_at_most_the_batch_in_flight_and_leaves_a_readable_database() {
+    let mut s = Server::start(&[
+        "--root",
+        site().to_str().unwrap(),
+        "--analyze-every",
+        "0",
+        "--batch-interval-ms",
+        "50",
+    ]);
+    for _ in 0..5 {
+        assert!(nghttp(&[&s.url("/about.html")]).contains(":status: 200"));
+    }
+    // Well past the batch interval: everything served so far has been committed.
+    std::thread::sleep(Duration::from_millis(600));
+    s.child.kill().unwrap(); // SIGKILL: no drain
+    s.child.wait().unwrap();
+    let ev = events(&s.db);
+    assert_eq!(
+        ev.iter().filter(|e| e.path == "/about.html").count(),
+        5,
+        "{ev:?}"
+    );
+}
