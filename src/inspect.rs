@@ -35,6 +35,16 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A page as operators type it (`blog/`, `/blog/?x=1`) in the form the store keys it (`/blog/`).
+fn page_arg(p: &str) -> String {
+    let p = pushwise_analyzer::event::normalize_path(p.trim(), false);
+    if p.starts_with('/') {
+        p
+    } else {
+        format!("/{p}")
+    }
+}
+
 fn out() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
 }
@@ -149,6 +159,7 @@ pub async fn sets(db: &Path, c: SetsCmd) -> anyhow::Result<()> {
             writeln!(out(), "{t}")?;
         }
         SetsCmd::Show { page, json } => {
+            let page = page_arg(&page);
             let g = latest(&store).await?;
             let stats = store.page_stats(g, Some(&page)).await?;
             if stats.is_empty() {
@@ -236,6 +247,7 @@ pub async fn sets(db: &Path, c: SetsCmd) -> anyhow::Result<()> {
             }
         }
         SetsCmd::Pin { page, asset } => {
+            let (page, asset) = (page_arg(&page), page_arg(&asset));
             store.set_pin(&page, &asset, Some("pin")).await?;
             writeln!(
                 out(),
@@ -243,6 +255,7 @@ pub async fn sets(db: &Path, c: SetsCmd) -> anyhow::Result<()> {
             )?;
         }
         SetsCmd::Ban { page, asset } => {
+            let (page, asset) = (page_arg(&page), page_arg(&asset));
             store.set_pin(&page, &asset, Some("ban")).await?;
             writeln!(
                 out(),
@@ -250,6 +263,7 @@ pub async fn sets(db: &Path, c: SetsCmd) -> anyhow::Result<()> {
             )?;
         }
         SetsCmd::Unpin { page, asset } => {
+            let (page, asset) = (page_arg(&page), page_arg(&asset));
             store.set_pin(&page, &asset, None).await?;
             writeln!(out(), "cleared pin/ban of {asset} for {page}")?;
         }
@@ -355,6 +369,7 @@ pub async fn threshold(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             page,
             min_support,
         } => {
+            let page = page.as_deref().map(page_arg);
             let store = open_store(db).await?;
             store
                 .set_threshold(page.as_deref(), Some(value), min_support)
@@ -402,6 +417,7 @@ pub async fn threshold(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             writeln!(out(), "{t}")?;
         }
         ThresholdCmd::Clear { page } => {
+            let page = page.as_deref().map(page_arg);
             let store = open_existing(db).await?;
             let removed = store.clear_threshold(page.as_deref()).await?;
             writeln!(
@@ -539,10 +555,7 @@ pub async fn plan(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
             let l: PlanLine = serde_json::from_str(&line)
                 .with_context(|| format!("line {}: not a plan request", i + 1))?;
             let ctx = request_context(l.user_agent.as_deref(), l.referer.as_deref(), &hosts);
-            let d = sets.decide(
-                &pushwise_analyzer::event::normalize_path(&l.page, false),
-                ctx,
-            );
+            let d = sets.decide(&page_arg(&l.page), ctx);
             serde_json::to_writer(
                 &mut o,
                 &serde_json::json!({"push": d.assets.iter().map(|a| &a.path).collect::<Vec<_>>()}),
@@ -552,7 +565,7 @@ pub async fn plan(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
         o.flush()?;
         return Ok(());
     }
-    let page = pushwise_analyzer::event::normalize_path(a.page.as_deref().unwrap_or("/"), false);
+    let page = page_arg(a.page.as_deref().unwrap_or("/"));
     let ctx = request_context(a.user_agent.as_deref(), a.referer.as_deref(), &hosts);
     let d = sets.decide(&page, ctx);
     if a.json {
