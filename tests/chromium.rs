@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -19,15 +19,9 @@ fn start_slow_site() -> u16 {
         for c in l.incoming() {
             let Ok(mut c) = c else { return };
             std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match c.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf).to_string();
+                let Some(req) = read_request_head(&mut c) else {
+                    return;
+                };
                 let mut path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
                 if path.ends_with('/') {
                     path.push_str("index.html");

@@ -218,16 +218,9 @@ fn start_app() -> (u16, std::thread::JoinHandle<()>) {
     let h = std::thread::spawn(move || {
         for _ in 0..3 {
             let Ok((mut c, _)) = l.accept() else { return };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = c.read(&mut chunk).unwrap();
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let req = String::from_utf8_lossy(&buf).to_string();
+            let Some(req) = read_request_head(&mut c) else {
+                continue;
+            };
             let first = req.lines().next().unwrap_or("").to_string();
             let lower = req.to_ascii_lowercase();
             let body = format!(

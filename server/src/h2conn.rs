@@ -166,7 +166,9 @@ async fn handle_stream(
     let mut hinted: Vec<usize> = Vec::new();
     let mut links: Vec<HeaderValue> = Vec::new();
     if let Some(plan) = plan.as_ref().filter(|p| !p.candidates.is_empty()) {
-        let use_push = shared.config.push_mode == crate::PushMode::Push && !conn.push_refused();
+        let use_push = shared.config.push_mode == crate::PushMode::Push
+            && !conn.push_refused()
+            && conn.take_push_gate();
         if use_push {
             let refused_at = promise_all(
                 &shared,

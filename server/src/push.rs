@@ -20,6 +20,8 @@ pub struct ConnState {
     /// Paths pushed or requested on this connection: never pushed again on it.
     diary: Mutex<HashSet<String>>,
     push_refused: AtomicBool,
+    /// Taken by the first page view that pushes; see [`ConnState::take_push_gate`].
+    push_gate: AtomicBool,
     /// Requests and pushes on this connection, for the close log line.
     pub requests: AtomicU64,
     pub pushes: AtomicU64,
@@ -32,6 +34,7 @@ impl ConnState {
             client_ip,
             diary: Mutex::new(HashSet::new()),
             push_refused: AtomicBool::new(false),
+            push_gate: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
         }
@@ -56,6 +59,18 @@ impl ConnState {
 
     pub fn push_refused(&self) -> bool {
         self.push_refused.load(Ordering::Relaxed)
+    }
+
+    /// True for the one page view per connection that may push; later ones get 103 hints.
+    ///
+    /// Why: the `h2` crate sends the frames of different streams round-robin, so PUSH_PROMISEs
+    /// queued on two parent streams at once can reach the client with decreasing promised stream
+    /// ids, which RFC 9113 §5.1.1 makes a connection error (nghttp answers GOAWAY PROTOCOL_ERROR).
+    /// With a single parent stream per connection the promises stay in id order.
+    pub fn take_push_gate(&self) -> bool {
+        self.push_gate
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// The first failed push is the answer for the connection (h2 has no getter for ENABLE_PUSH).

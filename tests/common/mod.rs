@@ -256,3 +256,17 @@ pub fn early_hint_links(out: &str) -> Vec<String> {
     }
     links
 }
+
+/// Reads an HTTP/1.1 request head (up to the blank line) from a test application's socket.
+/// `None` when the peer closed or failed before a whole head arrived.
+pub fn read_request_head(c: &mut impl std::io::Read) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
