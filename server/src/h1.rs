@@ -99,7 +99,7 @@ async fn handle(
         return wrap(&shared, info, resp, false, false);
     }
     shared.metrics.page_views.inc();
-    let plan = push::plan_view(&shared, &conn, &parts.headers, &authority, &info.path);
+    let plan = push::plan_view(&shared, &conn, &parts.headers, &authority, &info);
     let (mut rp, rb) = resp.into_parts();
     let mut delivered = Vec::new();
     for a in &plan.candidates {

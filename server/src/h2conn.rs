@@ -157,7 +157,7 @@ async fn handle_stream(
             &conn,
             &parts.headers,
             &authority,
-            &info.path,
+            &info,
         ))
     } else {
         None

@@ -6,9 +6,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderValue, header};
-use pushwise_analyzer::plan::{PlannedAsset, request_context};
+use pushwise_analyzer::event::Context;
+use pushwise_analyzer::plan::PlannedAsset;
 
 use crate::digest::{self, CacheDigest};
+use crate::exchange::ReqInfo;
 use crate::metrics::{DigestResult, DigestSource, PushOutcome};
 use crate::server::Shared;
 
@@ -101,28 +103,26 @@ pub fn absolute_url(authority: &str, path: &str) -> String {
 }
 
 /// Decides what a page view gets (before the protocol layer tries to push or hint it).
+///
+/// The request context comes from what [`ReqInfo`] already derived from the same headers (UA
+/// class, Referer reduced against the site's hosts), so the headers are parsed once.
 pub fn plan_view(
     shared: &Shared,
     conn: &ConnState,
     headers: &HeaderMap,
     authority: &str,
-    page: &str,
+    req: &ReqInfo,
 ) -> ViewPlan {
     let cfg = &shared.config;
-    // Most GETs are assets with no set: answer them before any header parsing.
+    let page = req.path.as_str();
+    // Most GETs are assets with no set: answer them before any other work.
     if !shared.sets.contains(page) {
         return ViewPlan {
             source: "none",
             ..Default::default()
         };
     }
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-    let mut hosts: Vec<&str> = cfg.hosts.iter().map(String::as_str).collect();
-    hosts.push(authority);
-    let ctx = request_context(ua, referer, &hosts);
+    let ctx = Context::of(req.browser, &req.referer);
     let decision = shared.sets.decide(page, ctx);
     let mut plan = ViewPlan {
         context: decision.context,
