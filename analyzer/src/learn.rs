@@ -373,13 +373,18 @@ pub struct PageEstimate {
 impl PageEstimate {
     /// P(asset | view) and the number of views that back it (those where the asset's need was observable).
     pub fn probability(&self, a: &AssetEstimate) -> (f64, i64) {
-        let denom = self.weighted - a.unknown_w;
-        let support = self.views - a.unknown_n;
-        if denom <= 0.0 || support <= 0 {
-            (0.0, support.max(0))
-        } else {
-            ((a.hit_w / denom).clamp(0.0, 1.0), support)
-        }
+        probability(self.weighted, self.views, a)
+    }
+}
+
+/// P(asset | view) from a page's decayed view total and the asset's counts, and its support.
+fn probability(weighted: f64, views: i64, a: &AssetEstimate) -> (f64, i64) {
+    let denom = weighted - a.unknown_w;
+    let support = views - a.unknown_n;
+    if denom <= 0.0 || support <= 0 {
+        (0.0, support.max(0))
+    } else {
+        ((a.hit_w / denom).clamp(0.0, 1.0), support)
     }
 }
 
@@ -467,20 +472,14 @@ pub fn select(
         }
         let pins = sp.pins.get(page.as_str());
         let mut cands: Vec<(u32, f64, i64, i64)> = Vec::new(); // asset, p, support, delay
-        let views_n = pe.views;
+        let (weighted, views_n) = (pe.weighted, pe.views);
         for (&a, ae) in pe.assets.iter_mut() {
             if ae.hit_n == 0 {
                 // Never needed when observable: not a candidate (unless pinned, below).
                 continue;
             }
-            let denom_w = pe.weighted - ae.unknown_w;
-            let support = views_n - ae.unknown_n;
-            let p = if denom_w > 0.0 && support > 0 {
-                (ae.hit_w / denom_w).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            cands.push((a, p, support.max(0), median(&mut ae.delays)));
+            let (p, support) = probability(weighted, views_n, ae);
+            cands.push((a, p, support, median(&mut ae.delays)));
         }
         // Pinned assets that were never observed still join as candidates.
         if let Some(pins) = pins {
