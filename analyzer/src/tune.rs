@@ -104,6 +104,12 @@ pub fn tune_views(
     let mut grid = Vec::new();
     if !train.is_empty() && !test.is_empty() {
         let mut est = learn::estimate(train.iter().copied(), split_ms, lp.half_life_ms);
+        let ids: HashMap<&str, u32> = views
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), i as u32))
+            .collect();
         for &min_support in &MIN_SUPPORTS {
             for &threshold in &THRESHOLDS {
                 let sp = SelectParams {
@@ -113,7 +119,15 @@ pub fn tune_views(
                     ..base.clone()
                 };
                 let (stats, rows) = learn::select(views, &mut est, &sp);
-                grid.push(score(views, &test, &stats, &rows, threshold, min_support));
+                grid.push(score(
+                    views,
+                    &ids,
+                    &test,
+                    &stats,
+                    &rows,
+                    threshold,
+                    min_support,
+                ));
             }
         }
     }
@@ -129,20 +143,17 @@ pub fn tune_views(
     }
 }
 
+/// Scores one setting's sets on the test views. `ids` maps each path to its interned id (built
+/// once per replay, not once per grid point).
 fn score(
     views: &Views,
+    ids: &HashMap<&str, u32>,
     test: &[&View],
     stats: &[crate::store::PageStat],
     rows: &[crate::store::SetRow],
     threshold: f64,
     min_support: i64,
 ) -> TunePoint {
-    let ids: HashMap<&str, u32> = views
-        .paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.as_str(), i as u32))
-        .collect();
     let mut sets: HashMap<(u32, &str), Vec<u32>> = HashMap::new();
     for r in rows.iter().filter(|r| r.in_set) {
         sets.entry((ids[r.page.as_str()], r.context.as_str()))
