@@ -191,7 +191,7 @@ impl Metrics {
         let recorder_queue_depth = Gauge::default();
         r.register(
             "recorder_queue_depth",
-            "Events waiting in the recorder queue",
+            "Events waiting in the recorder queue, sampled by the writer at each batch",
             recorder_queue_depth.clone(),
         );
         let analyzer_runs = Counter::default();

@@ -58,13 +58,9 @@ impl Recorder {
 
     /// Queues an event; drops and counts it when the queue is full. Never waits.
     pub fn record(&self, e: Event) {
-        match self.tx.try_send(e) {
-            Ok(()) => {
-                self.metrics.recorder_queue_depth.inc();
-            }
-            Err(_) => {
-                self.metrics.recorder_dropped.inc();
-            }
+        // The queue-depth gauge is sampled by the writer: no shared counter on the request path.
+        if self.tx.try_send(e).is_err() {
+            self.metrics.recorder_dropped.inc();
         }
     }
 }
@@ -111,7 +107,6 @@ async fn writer(
                     biased;
                     got = rx.recv() => match got {
                         Some(e) => {
-                            metrics.recorder_queue_depth.dec();
                             pending.push(e);
                             if pending.len() == 1 {
                                 deadline.as_mut().reset(tokio::time::Instant::now() + cfg.interval);
@@ -127,6 +122,7 @@ async fn writer(
                 }
             }
         }
+        metrics.recorder_queue_depth.set(rx.len() as i64);
         if pending.is_empty() {
             if closed {
                 return;
@@ -168,7 +164,7 @@ async fn writer(
                 loop {
                     tokio::select! {
                         got = rx.recv(), if !closed => match got {
-                            Some(e) => { metrics.recorder_queue_depth.dec(); pending.push(e); }
+                            Some(e) => pending.push(e),
                             None => closed = true,
                         },
                         _ = &mut sleep => break,
