@@ -143,7 +143,7 @@ pub async fn serve(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
             // A read-only database without a salt yet: keys are still hashed, with a per-process salt.
             tracing::warn!(error = %e, "no stored client salt; using a temporary one");
             let mut s = [0u8; 32];
-            s.iter_mut().for_each(|b| *b = fastrand::u8(..));
+            getrandom::fill(&mut s).context("no OS randomness for a client salt")?;
             s
         }
     });

@@ -3,21 +3,25 @@
 //! Why one module: the server must never grow ad-hoc queries on its request path, and a second
 //! backend (PostgreSQL for fleets) has one place to be taught.
 
+mod compact;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
 
 use crate::error::Error;
-use crate::event::{Event, Referer};
+use crate::event::Event;
+use compact::{Flags, StringIds, add_strings, insert_chunk_len, insert_sql};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Rows per multi-row INSERT: 17 columns × 500 stays far below SQLite's variable limit.
+/// Rows per multi-row INSERT of push-set rows: 12 columns × 500 stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
 
 /// A handle to pushwise's database. Cheap to clone.
@@ -25,6 +29,7 @@ const INSERT_CHUNK: usize = 500;
 pub struct Store {
     pool: SqlitePool,
     read_only: bool,
+    strings: StringIds,
 }
 
 /// One event as the learner reads it back (the columns it needs, nothing else).
@@ -132,6 +137,7 @@ impl Store {
         Ok(Store {
             pool,
             read_only: false,
+            strings: StringIds::default(),
         })
     }
 
@@ -151,6 +157,7 @@ impl Store {
         Ok(Store {
             pool,
             read_only: true,
+            strings: StringIds::default(),
         })
     }
 
@@ -173,20 +180,11 @@ impl Store {
                 .map_err(|_| Error::invalid("stored client salt has the wrong length"))?;
             return Ok(salt);
         }
+        // The salt is what keeps client keys from being reversed to addresses by brute force over
+        // the IPv4 space: it comes from the operating system's CSPRNG, never a seeded PRNG.
         let mut salt = [0u8; 32];
-        let mut rng = fastrand::Rng::new();
-        // fastrand seeds from the OS per thread; mix in time and address entropy for good measure.
-        for (i, b) in salt.iter_mut().enumerate() {
-            *b = rng.u8(..) ^ (i as u8);
-        }
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes();
-        for (s, t) in salt.iter_mut().zip(t.iter()) {
-            *s ^= t;
-        }
+        getrandom::fill(&mut salt)
+            .map_err(|e| Error::invalid(format!("no OS randomness for the client salt: {e}")))?;
         sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('client_salt', ?)")
             .bind(hex::encode(salt))
             .execute(&self.pool)
@@ -223,87 +221,125 @@ impl Store {
     /// Inserts a batch in one transaction with multi-row INSERTs. Imported lines already
     /// present (same file fingerprint and line) are ignored, so re-imports do not duplicate.
     /// Returns the number of rows actually inserted.
+    ///
+    /// Strings go through the dictionary: ids come from the in-memory cache, and strings it has
+    /// not seen are added to `strings` in the same transaction (and cached only once it commits,
+    /// so a failed batch never leaves an id in the cache that the database does not have).
     pub async fn insert_events(&self, events: &[Event]) -> Result<u64, Error> {
         if events.is_empty() {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        let mut ids = self.strings.lookup(events);
+        let fresh = if ids.missing.is_empty() {
+            HashMap::new()
+        } else {
+            let fresh = add_strings(&mut tx, &ids.missing).await?;
+            ids.resolve(events, &fresh)?;
+            fresh
+        };
         let mut inserted = 0;
-        for chunk in events.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::new(
-                "INSERT OR IGNORE INTO events (ts_ms, client, conn_id, stream_id, method, path, status, \
-                 bytes, content_type, referer, referer_external, is_page, browser, cacheable, push, \
-                 holdout, source, source_line) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.ts_ms)
-                    .push_bind(e.client)
-                    .push_bind(e.conn_id)
-                    .push_bind(e.stream_id)
-                    .push_bind(&e.method)
-                    .push_bind(&e.path)
-                    .push_bind(i64::from(e.status))
-                    .push_bind(i64::try_from(e.bytes).unwrap_or(i64::MAX))
-                    .push_bind(&e.content_type)
-                    .push_bind(e.referer.path())
-                    .push_bind(matches!(e.referer, Referer::External))
-                    .push_bind(e.is_page)
-                    .push_bind(e.browser)
-                    .push_bind(e.cacheable)
-                    .push_bind(e.push as i64)
-                    .push_bind(e.holdout)
-                    .push_bind(e.source)
-                    .push_bind(e.source_line);
-            });
-            inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+        let mut start = 0;
+        while start < events.len() {
+            let n = insert_chunk_len(events.len() - start);
+            let args = ids.event_args(&events[start..start + n], start)?;
+            inserted += sqlx::query_with(AssertSqlSafe(insert_sql(n)), args)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            start += n;
         }
         tx.commit().await?;
+        self.strings.remember(fresh);
         Ok(inserted)
     }
 
     /// Deletes events older than `ts_ms` (retention). Returns rows deleted.
+    ///
+    /// There is no index on time (it would cost every recorded request), so this walks the table
+    /// in rowid ranges, one short transaction each: the recorder's batches slip in between
+    /// instead of waiting for one long delete.
     pub async fn prune_events_before(&self, ts_ms: i64) -> Result<u64, Error> {
-        let r = sqlx::query("DELETE FROM events WHERE ts_ms < ?")
-            .bind(ts_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        self.prune_in_spans(ts_ms, 50_000).await
+    }
+
+    async fn prune_in_spans(&self, ts_ms: i64, span: i64) -> Result<u64, Error> {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(id), MAX(id) FROM event_log")
+                .fetch_one(&self.pool)
+                .await?;
+        let (Some(mut start), Some(hi)) = (lo, hi) else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        while start <= hi {
+            deleted += sqlx::query("DELETE FROM event_log WHERE id >= ? AND id < ? AND ts_ms < ?")
+                .bind(start)
+                .bind(start.saturating_add(span))
+                .bind(ts_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            start = start.saturating_add(span);
+            tokio::task::yield_now().await;
+        }
+        Ok(deleted)
     }
 
     pub async fn count_events(&self) -> Result<i64, Error> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
             .fetch_one(&self.pool)
             .await?)
     }
 
     /// All events at or after `since_ms`, in insertion order, with the columns the learner needs.
+    ///
+    /// Reads the compact rows and resolves string ids through one read of the dictionary, rather
+    /// than joining `strings` twice per row as the `events` view does.
     pub async fn load_events(&self, since_ms: i64) -> Result<Vec<EventRow>, Error> {
         use futures_util::TryStreamExt;
-        let mut rows = sqlx::query(
-            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, referer_external, \
-             is_page, browser, cacheable, push, holdout FROM events WHERE ts_ms >= ? ORDER BY id",
-        )
-        .bind(since_ms)
-        .fetch(&self.pool);
-        let mut out = Vec::new();
-        while let Some(r) = rows.try_next().await? {
-            out.push(EventRow {
-                id: r.get(0),
-                ts_ms: r.get(1),
-                client: r.get(2),
-                conn_id: r.get(3),
-                path: r.get(4),
-                status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-                bytes: r.get(6),
-                referer: r.get(7),
-                referer_external: r.get(8),
-                is_page: r.get(9),
-                browser: r.get(10),
-                cacheable: r.get(11),
-                push: r.get(12),
-                holdout: r.get(13),
-            });
+        let mut tx = self.pool.begin().await?; // one snapshot for the dictionary and the rows
+        let mut dict: HashMap<i64, String> = HashMap::new();
+        {
+            let mut rows = sqlx::query("SELECT id, text FROM strings").fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                dict.insert(r.get(0), r.get(1));
+            }
         }
+        let text = |id: i64| {
+            dict.get(&id)
+                .cloned()
+                .ok_or_else(|| Error::invalid(format!("event refers to unknown string id {id}")))
+        };
+        let mut out = Vec::new();
+        {
+            let mut rows = sqlx::query(
+                "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags \
+                 FROM event_log WHERE ts_ms >= ? ORDER BY id",
+            )
+            .bind(since_ms)
+            .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                let flags = Flags(r.get(8));
+                out.push(EventRow {
+                    id: r.get(0),
+                    ts_ms: r.get(1),
+                    client: r.get(2),
+                    conn_id: r.get(3),
+                    path: text(r.get(4))?,
+                    status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+                    bytes: r.get(6),
+                    referer: r.get::<Option<i64>, _>(7).map(text).transpose()?,
+                    referer_external: flags.referer_external(),
+                    is_page: flags.is_page(),
+                    browser: flags.browser(),
+                    cacheable: flags.cacheable(),
+                    push: flags.push(),
+                    holdout: flags.holdout(),
+                });
+            }
+        }
+        tx.commit().await?;
         Ok(out)
     }
 
@@ -567,9 +603,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::PushMark;
+    use crate::event::{PushMark, Referer};
 
-    fn ev(ts: i64, line: Option<i64>) -> Event {
+    pub(super) fn ev(ts: i64, line: Option<i64>) -> Event {
         Event {
             ts_ms: ts,
             client: 1,
@@ -620,5 +656,202 @@ mod tests {
         let b = Store::open(&path).await.unwrap().salt().await.unwrap();
         assert_eq!(a, b);
         assert_ne!(a, [0u8; 32]);
+    }
+
+    fn varied(i: i64) -> Event {
+        Event {
+            ts_ms: 1_000 + i,
+            client: i % 3,
+            conn_id: i / 4,
+            stream_id: 2 * i + 1,
+            method: if i % 5 == 0 { "HEAD" } else { "GET" }.into(),
+            path: format!("/p/{}.css", i % 7),
+            status: 200 + (i % 2) as u16 * 104,
+            bytes: i as u64 * 10,
+            content_type: (i % 4 != 0).then(|| format!("text/t{}", i % 3)),
+            referer: match i % 3 {
+                0 => Referer::None,
+                1 => Referer::External,
+                _ => Referer::SameSite(format!("/page-{}.html", i % 2)),
+            },
+            is_page: i % 2 == 0,
+            browser: i % 3 == 0,
+            cacheable: i % 4 != 1,
+            push: PushMark::from_i64(i % 5),
+            holdout: i % 6 == 0,
+            source: None,
+            source_line: None,
+        }
+    }
+
+    /// The `events` view, read back as events (what operators' own queries see).
+    async fn events_view(s: &Store) -> Vec<Event> {
+        sqlx::query(
+            "SELECT ts_ms, client, conn_id, stream_id, method, path, status, bytes, content_type, \
+             referer, referer_external, is_page, browser, cacheable, push, holdout, source, \
+             source_line FROM events ORDER BY id",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| Event {
+            ts_ms: r.get(0),
+            client: r.get(1),
+            conn_id: r.get(2),
+            stream_id: r.get(3),
+            method: r.get(4),
+            path: r.get(5),
+            status: r.get::<i64, _>(6) as u16,
+            bytes: r.get::<i64, _>(7) as u64,
+            content_type: r.get(8),
+            referer: match (r.get::<Option<String>, _>(9), r.get::<bool, _>(10)) {
+                (Some(p), _) => Referer::SameSite(p),
+                (None, true) => Referer::External,
+                (None, false) => Referer::None,
+            },
+            is_page: r.get(11),
+            browser: r.get(12),
+            cacheable: r.get(13),
+            push: PushMark::from_i64(r.get(14)),
+            holdout: r.get(15),
+            source: r.get(16),
+            source_line: r.get(17),
+        })
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn compact_rows_read_back_as_the_events_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let events: Vec<Event> = (0..777).map(varied).collect();
+        // Odd batch sizes exercise every chunk size; the second batch hits the warm cache.
+        assert_eq!(s.insert_events(&events[..333]).await.unwrap(), 333);
+        assert_eq!(s.insert_events(&events[333..]).await.unwrap(), 444);
+        assert_eq!(events_view(&s).await, events);
+        let rows = s.load_events(0).await.unwrap();
+        assert_eq!(rows.len(), events.len());
+        for (r, e) in rows.iter().zip(&events) {
+            assert_eq!(r.path, e.path);
+            assert_eq!(r.referer.as_deref(), e.referer.path());
+            assert_eq!(r.referer_external, e.referer == Referer::External);
+            assert_eq!((r.status, r.bytes as u64), (e.status, e.bytes));
+            assert_eq!(
+                (r.is_page, r.browser, r.cacheable, r.holdout),
+                (e.is_page, e.browser, e.cacheable, e.holdout)
+            );
+            assert_eq!(r.push, e.push as i64);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_writers_share_one_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = Store::open(&path).await.unwrap();
+        let b = Store::open(&path).await.unwrap();
+        let events: Vec<Event> = (0..200).map(varied).collect();
+        // Each writer caches what it added; the other must find the same strings, not duplicates.
+        a.insert_events(&events[..100]).await.unwrap();
+        b.insert_events(&events[..150]).await.unwrap();
+        a.insert_events(&events[100..]).await.unwrap();
+        let mut want = events[..100].to_vec();
+        want.extend_from_slice(&events[..150]);
+        want.extend_from_slice(&events[100..]);
+        assert_eq!(events_view(&a).await, want);
+        let distinct: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM strings")
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+        let mut texts = std::collections::HashSet::new();
+        for e in &events {
+            texts.extend(compact_strings(e));
+        }
+        assert_eq!(distinct as usize, texts.len());
+    }
+
+    fn compact_strings(e: &Event) -> Vec<String> {
+        [
+            Some(e.method.clone()),
+            Some(e.path.clone()),
+            e.content_type.clone(),
+            e.referer.path().map(String::from),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_the_compact_rows_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        MIGRATOR.run_to(1, &old).await.unwrap();
+        let events: Vec<Event> = (0..50)
+            .map(|i| Event {
+                source: (i % 2 == 0).then_some(9),
+                source_line: (i % 2 == 0).then_some(i),
+                ..varied(i)
+            })
+            .collect();
+        for e in &events {
+            sqlx::query(
+                "INSERT INTO events (ts_ms, client, conn_id, stream_id, method, path, status, bytes, \
+                 content_type, referer, referer_external, is_page, browser, cacheable, push, holdout, \
+                 source, source_line) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(e.ts_ms).bind(e.client).bind(e.conn_id).bind(e.stream_id).bind(&e.method)
+            .bind(&e.path).bind(i64::from(e.status)).bind(e.bytes as i64).bind(&e.content_type)
+            .bind(e.referer.path()).bind(e.referer == Referer::External).bind(e.is_page)
+            .bind(e.browser).bind(e.cacheable).bind(e.push as i64).bind(e.holdout)
+            .bind(e.source).bind(e.source_line)
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+        let s = Store::open(&path).await.unwrap();
+        assert_eq!(events_view(&s).await, events);
+        // Imported lines stay deduplicated across the migration.
+        let again: Vec<Event> = events
+            .iter()
+            .filter(|e| e.source.is_some())
+            .cloned()
+            .collect();
+        assert_eq!(s.insert_events(&again).await.unwrap(), 0);
+        assert_eq!(s.count_events().await.unwrap(), 50);
+    }
+
+    #[tokio::test]
+    async fn retention_finds_old_events_anywhere_in_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
+        // Imported lines can be older than live events recorded before them: old and new rows
+        // interleave by id, across many spans.
+        let events: Vec<Event> = (0..1000)
+            .map(|i| ev(if i % 3 == 0 { 10 } else { 5_000 }, None))
+            .collect();
+        s.insert_events(&events).await.unwrap();
+        assert_eq!(s.prune_in_spans(1_000, 64).await.unwrap(), 334);
+        assert_eq!(s.count_events().await.unwrap(), 666);
+        assert!(
+            s.load_events(i64::MIN)
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.ts_ms == 5_000)
+        );
+        assert_eq!(s.prune_in_spans(1_000, 64).await.unwrap(), 0);
+        let empty = Store::open(&dir.path().join("empty.db")).await.unwrap();
+        assert_eq!(empty.prune_events_before(1_000).await.unwrap(), 0);
     }
 }

@@ -30,6 +30,7 @@ pub struct ReqInfo {
     pub conn_id: i64,
     pub stream_id: i64,
     pub protocol: Protocol,
+    /// The raw headers, kept only for `--access-log` lines.
     pub user_agent: Option<String>,
     pub raw_referer: Option<String>,
 }
@@ -66,7 +67,7 @@ impl ReqInfo {
             path: normalize_path(pq, shared.config.keep_query),
             // The keyed hash is only needed for events and access-log lines.
             client: if shared.recorder.is_some() || shared.config.access_log {
-                shared.keyer.key(&client_ip.to_string(), ua)
+                conn.client_key(ua, |ua| shared.keyer.key(&client_ip.to_string(), ua))
             } else {
                 0
             },
@@ -75,8 +76,10 @@ impl ReqInfo {
             conn_id: conn.id as i64,
             stream_id: i64::from(stream_id),
             protocol,
-            user_agent: ua.map(String::from),
-            raw_referer: raw_ref.map(String::from),
+            user_agent: ua.filter(|_| shared.config.access_log).map(String::from),
+            raw_referer: raw_ref
+                .filter(|_| shared.config.access_log)
+                .map(String::from),
         }
     }
 }
@@ -126,7 +129,8 @@ impl RespInfo {
 }
 
 /// Records one finished exchange: metrics always, an event when recording is on.
-pub fn finish(shared: &Shared, req: &ReqInfo, resp: &RespInfo, bytes: u64) {
+/// Takes the exchange by value so its strings move into the event instead of being copied.
+pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
     if resp.push == PushMark::Requested {
         shared
             .metrics
@@ -141,7 +145,7 @@ pub fn finish(shared: &Shared, req: &ReqInfo, resp: &RespInfo, bytes: u64) {
             .request_duration
             .observe(req.started.elapsed().as_secs_f64());
         if shared.config.access_log {
-            access_log_line(req, resp, bytes);
+            access_log_line(&req, &resp, bytes);
         }
     }
     if let Some(rec) = &shared.recorder {
@@ -150,12 +154,12 @@ pub fn finish(shared: &Shared, req: &ReqInfo, resp: &RespInfo, bytes: u64) {
             client: req.client,
             conn_id: req.conn_id,
             stream_id: req.stream_id,
-            method: req.method.clone(),
-            path: req.path.clone(),
+            method: req.method,
+            path: req.path,
             status: resp.status,
             bytes,
-            content_type: resp.content_type.clone(),
-            referer: req.referer.clone(),
+            content_type: resp.content_type,
+            referer: req.referer,
             is_page: resp.is_page,
             browser: req.browser,
             cacheable: resp.cacheable,
@@ -188,7 +192,7 @@ pub fn record_skips(shared: &Shared, page: &ReqInfo, skipped_digest: &[String], 
             push: mark,
             holdout: false,
         };
-        finish(shared, &req, &resp, 0);
+        finish(shared, req, resp, 0);
     }
 }
 
@@ -224,7 +228,7 @@ impl RecordingBody {
     /// Wraps a response body so the exchange is recorded when it ends.
     pub fn wrap(shared: Arc<Shared>, req: ReqInfo, resp: RespInfo, body: Body) -> Body {
         use http_body_util::BodyExt;
-        RecordingBody::new(body, move |bytes| finish(&shared, &req, &resp, bytes)).boxed()
+        RecordingBody::new(body, move |bytes| finish(&shared, req, resp, bytes)).boxed()
     }
 }
 

@@ -208,15 +208,8 @@ async fn handle_stream(
         shared.metrics.page_views.inc();
     }
     let Some(plan) = plan.filter(|_| is_page) else {
-        send(
-            &shared,
-            &mut respond,
-            info.clone(),
-            resp,
-            None,
-            pushed_into_tasks(&shared, &conn, &info, pushed, &tracker),
-        )
-        .await;
+        let tasks = pushed_into_tasks(&shared, &conn, &info, pushed, &tracker);
+        send(&shared, &mut respond, info, resp, None, tasks).await;
         return;
     };
     let (mut resp_parts, resp_body) = resp.into_parts();
@@ -234,15 +227,8 @@ async fn handle_stream(
         .collect();
     record_skips(&shared, &info, &plan.skipped_digest, &hinted_paths);
     let resp = Response::from_parts(resp_parts, resp_body);
-    send(
-        &shared,
-        &mut respond,
-        info.clone(),
-        resp,
-        Some(&plan),
-        pushed_into_tasks(&shared, &conn, &info, pushed, &tracker),
-    )
-    .await;
+    let tasks = pushed_into_tasks(&shared, &conn, &info, pushed, &tracker);
+    send(&shared, &mut respond, info, resp, Some(&plan), tasks).await;
 }
 
 /// Promises the plan's candidates in order. Returns the index at which the client refused push
@@ -357,7 +343,7 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
         Err(_) => {
             info.push = PushMark::Cancelled;
             shared.metrics.push(PushOutcome::cancelled_by_client);
-            finish(&shared, &req, &info, 0);
+            finish(&shared, req, info, 0);
             return;
         }
     };
@@ -369,7 +355,7 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
     match result {
         Ok(n) => {
             shared.metrics.pushed_bytes.inc_by(n);
-            finish(&shared, &req, &info, n);
+            finish(&shared, req, info, n);
         }
         Err(sent) => {
             let reason = poll_fn(|cx| Poll::Ready(send.poll_reset(cx))).await;
@@ -377,7 +363,7 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
             shared.metrics.pushed_bytes.inc_by(sent);
             shared.metrics.push(PushOutcome::cancelled_by_client);
             info.push = PushMark::Cancelled;
-            finish(&shared, &req, &info, sent);
+            finish(&shared, req, info, sent);
         }
     }
 }

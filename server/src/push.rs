@@ -27,6 +27,9 @@ pub struct ConnState {
     /// Requests and pushes on this connection, for the close log line.
     pub requests: AtomicU64,
     pub pushes: AtomicU64,
+    /// The last User-Agent seen on this connection and its client key: the address is fixed per
+    /// connection and the UA nearly always is, so the keyed hash runs about once per connection.
+    client_key: Mutex<Option<(Option<String>, i64)>>,
 }
 
 impl ConnState {
@@ -39,6 +42,25 @@ impl ConnState {
             push_gate: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
+            client_key: Mutex::new(None),
+        }
+    }
+
+    /// The client key for a request with `user_agent` on this connection, computed by `key` only
+    /// when the User-Agent differs from the previous request's.
+    pub fn client_key(
+        &self,
+        user_agent: Option<&str>,
+        key: impl FnOnce(Option<&str>) -> i64,
+    ) -> i64 {
+        let mut last = self.client_key.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((ua, k)) if ua.as_deref() == user_agent => *k,
+            _ => {
+                let k = key(user_agent);
+                *last = Some((user_agent.map(String::from), k));
+                k
+            }
         }
     }
 
@@ -243,4 +265,28 @@ pub fn link_value(a: &PlannedAsset) -> Option<HeaderValue> {
         v.push_str("; crossorigin");
     }
     HeaderValue::from_str(&v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_key_is_hashed_again_only_when_the_user_agent_changes() {
+        let conn = ConnState::new(1, "192.0.2.7".parse().unwrap());
+        let keyer = pushwise_analyzer::event::ClientKeyer::new([7; 32]);
+        let calls = std::cell::Cell::new(0);
+        let key = |ua: Option<&str>| {
+            calls.set(calls.get() + 1);
+            keyer.key("192.0.2.7", ua)
+        };
+        let a = conn.client_key(Some("UA-1"), key);
+        assert_eq!(conn.client_key(Some("UA-1"), key), a);
+        assert_eq!(calls.get(), 1);
+        let b = conn.client_key(Some("UA-2"), key);
+        assert_ne!(a, b);
+        assert_eq!(b, keyer.key("192.0.2.7", Some("UA-2")));
+        assert_eq!(conn.client_key(None, key), keyer.key("192.0.2.7", None));
+        assert_eq!(calls.get(), 3);
+    }
 }

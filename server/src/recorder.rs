@@ -80,6 +80,23 @@ impl RecorderTask {
     }
 }
 
+/// Moves queued events into `pending` without waiting, up to `batch`. `Err` once the channel is
+/// closed and empty.
+fn take_queued(
+    rx: &mut mpsc::Receiver<Event>,
+    pending: &mut Vec<Event>,
+    batch: usize,
+) -> Result<(), ()> {
+    while pending.len() < batch {
+        match rx.try_recv() {
+            Ok(e) => pending.push(e),
+            Err(mpsc::error::TryRecvError::Empty) => return Ok(()),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Err(()),
+        }
+    }
+    Ok(())
+}
+
 async fn writer(
     store: Store,
     mut rx: mpsc::Receiver<Event>,
@@ -94,33 +111,28 @@ async fn writer(
     let mut closed = false;
     let mut shutdown_failures = 0u32;
     loop {
-        // Gather up to a batch, waiting at most one interval once something is pending.
-        if !closed {
-            let deadline = tokio::time::sleep(if pending.is_empty() {
-                Duration::from_secs(3600)
-            } else {
-                cfg.interval
-            });
-            tokio::pin!(deadline);
-            while pending.len() < cfg.batch {
+        if !closed && pending.is_empty() {
+            // Wait for the first event of a batch (one wake-up per batch, not one per event)...
+            tokio::select! {
+                biased;
+                got = rx.recv_many(&mut pending, cfg.batch) => closed = got == 0,
+                _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
+            }
+            // ...then let the batch fill for one interval, unless it is full already. While the
+            // writer sleeps no waker is registered, so handlers' sends stay cheap.
+            if !closed
+                && pending.len() < cfg.batch
+                && take_queued(&mut rx, &mut pending, cfg.batch).is_ok()
+                && pending.len() < cfg.batch
+            {
                 tokio::select! {
-                    biased;
-                    got = rx.recv() => match got {
-                        Some(e) => {
-                            pending.push(e);
-                            if pending.len() == 1 {
-                                deadline.as_mut().reset(tokio::time::Instant::now() + cfg.interval);
-                            }
-                        }
-                        None => { closed = true; break; }
-                    },
-                    _ = &mut deadline => break,
-                    _ = stop.cancelled(), if !rx.is_closed() => {
-                        // Refuse new events; what is buffered is still received, then None.
-                        rx.close();
-                    }
+                    _ = tokio::time::sleep(cfg.interval) => {}
+                    _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
                 }
             }
+        }
+        if !closed {
+            closed = take_queued(&mut rx, &mut pending, cfg.batch).is_err();
         }
         metrics.recorder_queue_depth.set(rx.len() as i64);
         if pending.is_empty() {
