@@ -1,5 +1,7 @@
 //! One recorded request, and the request-time facts derived for it: client key, referer, UA class, context.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 /// How an asset reached the client on this event.
@@ -38,7 +40,8 @@ pub struct Event {
     pub client: i64,
     pub conn_id: i64,
     pub stream_id: i64,
-    pub method: String,
+    /// Borrowed for the standard methods (see [`method`]): no allocation per request.
+    pub method: Cow<'static, str>,
     pub path: String,
     pub status: u16,
     pub bytes: u64,
@@ -51,6 +54,17 @@ pub struct Event {
     pub holdout: bool,
     pub source: Option<i64>,
     pub source_line: Option<i64>,
+}
+
+/// A request method as an event keeps it: the standard ones as static strings.
+pub fn method(m: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|s| **s == m) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(m.to_string()),
+    }
 }
 
 /// A Referer header reduced to what the analyzer may keep.
@@ -259,6 +273,14 @@ pub fn as_type(path: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_methods_are_not_allocated_and_others_are_kept_verbatim() {
+        assert!(matches!(method("GET"), Cow::Borrowed("GET")));
+        assert!(matches!(method("OPTIONS"), Cow::Borrowed("OPTIONS")));
+        assert!(matches!(method("PROPFIND"), Cow::Owned(ref m) if m == "PROPFIND"));
+        assert!(matches!(method("get"), Cow::Owned(ref m) if m == "get"));
+    }
 
     #[test]
     fn referer_on_any_own_host_becomes_a_path_without_query() {

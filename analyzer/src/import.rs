@@ -386,7 +386,7 @@ pub async fn import_reader<R: Read>(
                     client: keyer.key(l.ip, l.user_agent),
                     conn_id: 0,
                     stream_id: 0,
-                    method: l.method.to_string(),
+                    method: crate::event::method(l.method),
                     is_page: opts.pages.is_page(&path),
                     path,
                     status: l.status,

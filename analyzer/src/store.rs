@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
 
 use crate::error::Error;
 use crate::event::Event;
-use compact::{Flags, StringIds, add_strings, insert_chunk_len, insert_sql};
+use compact::{Flags, StringIds, add_strings, has_source, insert_chunk_len, insert_sql};
 
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -242,8 +242,10 @@ impl Store {
         let mut start = 0;
         while start < events.len() {
             let n = insert_chunk_len(events.len() - start);
-            let args = ids.event_args(&events[start..start + n], start)?;
-            inserted += sqlx::query_with(AssertSqlSafe(insert_sql(n)), args)
+            let chunk = &events[start..start + n];
+            let with_source = has_source(chunk);
+            let args = ids.event_args(chunk, start, with_source)?;
+            inserted += sqlx::query_with(AssertSqlSafe(insert_sql(n, with_source)), args)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -700,7 +702,7 @@ mod tests {
             client: r.get(1),
             conn_id: r.get(2),
             stream_id: r.get(3),
-            method: r.get(4),
+            method: r.get::<String, _>(4).into(),
             path: r.get(5),
             status: r.get::<i64, _>(6) as u16,
             bytes: r.get::<i64, _>(7) as u64,
@@ -725,7 +727,11 @@ mod tests {
     async fn compact_rows_read_back_as_the_events_written() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let events: Vec<Event> = (0..777).map(varied).collect();
+        let mut events: Vec<Event> = (0..777).map(varied).collect();
+        // A few imported lines among live events: chunks with and without the import columns.
+        for (i, e) in events.iter_mut().enumerate().skip(500).step_by(37) {
+            (e.source, e.source_line) = (Some(77), Some(i as i64));
+        }
         // Odd batch sizes exercise every chunk size; the second batch hits the warm cache.
         assert_eq!(s.insert_events(&events[..333]).await.unwrap(), 333);
         assert_eq!(s.insert_events(&events[333..]).await.unwrap(), 444);
@@ -773,7 +779,7 @@ mod tests {
 
     fn compact_strings(e: &Event) -> Vec<String> {
         [
-            Some(e.method.clone()),
+            Some(e.method.to_string()),
             Some(e.path.clone()),
             e.content_type.clone(),
             e.referer.path().map(String::from),

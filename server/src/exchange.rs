@@ -22,7 +22,7 @@ use crate::server::Shared;
 pub struct ReqInfo {
     pub started: Instant,
     pub ts_ms: i64,
-    pub method: String,
+    pub method: std::borrow::Cow<'static, str>,
     pub path: String,
     pub client: i64,
     pub browser: bool,
@@ -57,13 +57,19 @@ impl ReqInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let raw_ref = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-        let mut hosts: Vec<&str> = shared.config.hosts.iter().map(String::as_str).collect();
-        hosts.push(authority);
+        let referer = match raw_ref {
+            None => Referer::None,
+            Some(raw) => {
+                let mut hosts: Vec<&str> = shared.config.hosts.iter().map(String::as_str).collect();
+                hosts.push(authority);
+                Referer::reduce(Some(raw), &hosts, shared.config.keep_query)
+            }
+        };
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         ReqInfo {
             started: Instant::now(),
             ts_ms: now_ms(),
-            method: parts.method.as_str().to_string(),
+            method: pushwise_analyzer::event::method(parts.method.as_str()),
             path: normalize_path(pq, shared.config.keep_query),
             // The keyed hash is only needed for events and access-log lines.
             client: if shared.recorder.is_some() || shared.config.access_log {
@@ -72,7 +78,7 @@ impl ReqInfo {
                 0
             },
             browser: is_browser(ua),
-            referer: Referer::reduce(raw_ref, &hosts, shared.config.keep_query),
+            referer,
             conn_id: conn.id as i64,
             stream_id: i64::from(stream_id),
             protocol,
