@@ -5,7 +5,9 @@
 #
 # Servers run side by side and are loaded in turn, ROUNDS times; the best run of each is compared
 # (the machine is noisy). Prints req/s and pushwise/nginx ratios for:
-#   a 10 KB page and a 1 KB asset; recording on vs --no-record; a page with a 6-asset push set.
+#   a 10 KB page and a 1 KB asset; recording on vs --no-record (for the cost of recording, which is
+#   smaller than this machine's run-to-run noise, use bench/record-cost.sh); a page with a 6-asset
+#   push set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -124,5 +126,5 @@ printf '%-40s %12s\n' "pushwise / without a push set" "$(b pw_home)"
 printf '%-40s %12s\n' "pushwise / pushing 6 assets" "$(b pwpush_home)"
 echo "ratio pushwise/nginx, 10 KB page: $(ratio "$(b pw_page)" "$(b nginx_page)")"
 echo "ratio pushwise/nginx, 1 KB asset: $(ratio "$(b pw_asset)" "$(b nginx_asset)")"
-echo "recording cost (1 - rec/no-record), 10 KB page: $(python3 -c "print(f'{(1-$(b pwrec_page)/$(b pw_page))*100:.1f}%')")"
+echo "recording on vs off, best of each (too noisy for a cost figure: use bench/record-cost.sh): $(python3 -c "print(f'{(1-$(b pwrec_page)/$(b pw_page))*100:.1f}%')")"
 echo "push path: page views/s pushing 6 assets vs no set: $(ratio "$(b pwpush_home)" "$(b pw_home)")"
