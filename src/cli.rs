@@ -99,10 +99,11 @@ pub struct ServeArgs {
     /// Delete recorded requests older than this many days.
     #[arg(long, env = "PUSHWISE_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
-    /// Events per database write.
+    /// Most events per database write (a transaction of multi-row INSERTs).
     #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value_t = 2000)]
     pub batch_size: usize,
-    /// Longest an event waits before its batch is written, in milliseconds.
+    /// Longest an event waits before its batch is written, in milliseconds. The writer wakes
+    /// once per interval (not per event), and earlier when a batch is full or the queue half full.
     #[arg(long, env = "PUSHWISE_BATCH_INTERVAL_MS", default_value_t = 200)]
     pub batch_interval_ms: u64,
     /// Events queued for the writer before new ones are dropped (and counted).

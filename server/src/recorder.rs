@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushwise_analyzer::{Event, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,10 @@ impl Default for RecorderConfig {
 pub struct Recorder {
     tx: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
+    /// Wakes a writer that is letting a batch fill once the queue is half full, so a burst faster
+    /// than `queue / interval` events per second is written early instead of dropped.
+    half_full: Arc<Notify>,
+    wake_below: usize,
 }
 
 impl Recorder {
@@ -50,10 +54,25 @@ impl Recorder {
         cfg: RecorderConfig,
         metrics: Arc<Metrics>,
     ) -> (Recorder, RecorderTask) {
-        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        let queue = cfg.queue.max(1);
+        let (tx, rx) = mpsc::channel(queue);
         let stop = CancellationToken::new();
-        let join = tokio::spawn(writer(store, rx, cfg, Arc::clone(&metrics), stop.clone()));
-        (Recorder { tx, metrics }, RecorderTask { join, stop })
+        let half_full = Arc::new(Notify::new());
+        let join = tokio::spawn(writer(
+            store,
+            rx,
+            cfg,
+            Arc::clone(&metrics),
+            Arc::clone(&half_full),
+            stop.clone(),
+        ));
+        let rec = Recorder {
+            tx,
+            metrics,
+            half_full,
+            wake_below: queue / 2,
+        };
+        (rec, RecorderTask { join, stop })
     }
 
     /// Queues an event; drops and counts it when the queue is full. Never waits.
@@ -61,6 +80,8 @@ impl Recorder {
         // The queue-depth gauge is sampled by the writer: no shared counter on the request path.
         if self.tx.try_send(e).is_err() {
             self.metrics.recorder_dropped.inc();
+        } else if self.tx.capacity() <= self.wake_below {
+            self.half_full.notify_one();
         }
     }
 }
@@ -102,6 +123,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Event>,
     cfg: RecorderConfig,
     metrics: Arc<Metrics>,
+    half_full: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let mut pending: Vec<Event> = Vec::with_capacity(cfg.batch);
@@ -127,6 +149,7 @@ async fn writer(
             {
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.interval) => {}
+                    _ = half_full.notified() => {}
                     _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
                 }
             }
@@ -200,5 +223,94 @@ async fn writer(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pushwise_analyzer::{PushMark, Referer};
+
+    fn event(i: i64) -> Event {
+        Event {
+            ts_ms: 1_000 + i,
+            client: 1,
+            conn_id: 1,
+            stream_id: 2 * i + 1,
+            method: "GET".into(),
+            path: format!("/a/{}.png", i % 10),
+            status: 200,
+            bytes: 10,
+            content_type: Some("image/png".into()),
+            referer: Referer::SameSite("/".into()),
+            is_page: false,
+            browser: true,
+            cacheable: true,
+            push: PushMark::Requested,
+            holdout: false,
+            source: None,
+            source_line: None,
+        }
+    }
+
+    async fn start(
+        cfg: RecorderConfig,
+    ) -> (
+        tempfile::TempDir,
+        Store,
+        Arc<Metrics>,
+        Recorder,
+        RecorderTask,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (rec, task) = Recorder::start(store.clone(), cfg, Arc::clone(&metrics));
+        (dir, store, metrics, rec, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_faster_than_queue_per_interval_wakes_the_writer_instead_of_dropping() {
+        // A 10 s interval: without the half-full wake-up the writer would still be letting its
+        // first batch fill when the fourth burst overflows the 1,000-event queue.
+        let cfg = RecorderConfig {
+            queue: 1_000,
+            batch: 100,
+            interval: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let (_dir, store, metrics, rec, task) = start(cfg).await;
+        let started = std::time::Instant::now();
+        for burst in 0..12 {
+            for i in 0..300 {
+                rec.record(event(burst * 300 + i));
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert_eq!(metrics.recorder_dropped.get(), 0);
+        drop(rec);
+        task.drain().await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(store.count_events().await.unwrap(), 3_600);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_queue_is_written_within_one_interval() {
+        let cfg = RecorderConfig {
+            interval: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let (_dir, store, metrics, rec, task) = start(cfg).await;
+        for i in 0..3 {
+            rec.record(event(i));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while metrics.recorder_written.get() < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Written without shutting down: the interval, not the drain, flushed them.
+        assert_eq!(store.count_events().await.unwrap(), 3);
+        drop(rec);
+        task.drain().await;
     }
 }
