@@ -140,13 +140,10 @@ async fn writer(
                 got = rx.recv_many(&mut pending, cfg.batch) => closed = got == 0,
                 _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
             }
-            // ...then let the batch fill for one interval, unless it is full already. While the
-            // writer sleeps no waker is registered, so handlers' sends stay cheap.
-            if !closed
-                && pending.len() < cfg.batch
-                && take_queued(&mut rx, &mut pending, cfg.batch).is_ok()
-                && pending.len() < cfg.batch
-            {
+            // ...then let the batch fill for one interval, unless it is full already (`recv_many`
+            // took all that was queued) or we are stopping. While the writer sleeps no waker is
+            // registered, so handlers' sends stay cheap.
+            if !closed && !rx.is_closed() && pending.len() < cfg.batch {
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.interval) => {}
                     _ = half_full.notified() => {}
