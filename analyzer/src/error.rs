@@ -11,6 +11,8 @@ pub struct Error {
 #[derive(Debug)]
 enum Kind {
     Database(sqlx::Error),
+    /// From the recorder's own SQLite connection (see `store::writer`).
+    Sqlite(rusqlite::Error),
     Migrate(sqlx::migrate::MigrateError),
     Io(std::io::Error),
     Invalid(String),
@@ -25,7 +27,10 @@ impl Error {
 
     /// True when the error came from the database (locked, read-only, full, corrupt).
     pub fn is_database(&self) -> bool {
-        matches!(self.kind, Kind::Database(_) | Kind::Migrate(_))
+        matches!(
+            self.kind,
+            Kind::Database(_) | Kind::Sqlite(_) | Kind::Migrate(_)
+        )
     }
 
     /// True when the caller gave a value the store refuses (unknown page, bad threshold).
@@ -38,6 +43,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Database(e) => write!(f, "database error: {e}"),
+            Kind::Sqlite(e) => write!(f, "database error: {e}"),
             Kind::Migrate(e) => write!(f, "applying migrations failed: {e}"),
             Kind::Io(e) => write!(f, "{e}"),
             Kind::Invalid(m) => f.write_str(m),
@@ -49,6 +55,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Database(e) => Some(e),
+            Kind::Sqlite(e) => Some(e),
             Kind::Migrate(e) => Some(e),
             Kind::Io(e) => Some(e),
             Kind::Invalid(_) => None,
@@ -60,6 +67,14 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error {
             kind: Kind::Database(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error {
+            kind: Kind::Sqlite(e),
         }
     }
 }

@@ -42,10 +42,12 @@ pub struct Event {
     pub stream_id: i64,
     /// Borrowed for the standard methods (see [`method`]): no allocation per request.
     pub method: Cow<'static, str>,
-    pub path: String,
+    /// Borrowed when the server interned it (see the server's `intern`), else owned.
+    pub path: Cow<'static, str>,
     pub status: u16,
     pub bytes: u64,
-    pub content_type: Option<String>,
+    /// The media type without parameters; borrowed for the common ones (see [`content_type`]).
+    pub content_type: Option<Cow<'static, str>>,
     pub referer: Referer,
     pub is_page: bool,
     pub browser: bool,
@@ -56,15 +58,52 @@ pub struct Event {
     pub source_line: Option<i64>,
 }
 
+/// Interns `known` strings: the one equal to `s` is borrowed, any other is copied.
+///
+/// Why: an event outlives its request and is freed on the recorder's thread; a string the request
+/// path would otherwise allocate per response costs a cross-thread free per event.
+fn known_or_owned(known: &'static [&'static str], s: &str) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_string()),
+    }
+}
+
 /// A request method as an event keeps it: the standard ones as static strings.
 pub fn method(m: &str) -> Cow<'static, str> {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    match STANDARD.iter().find(|s| **s == m) {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(m.to_string()),
-    }
+    known_or_owned(
+        &[
+            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+        ],
+        m,
+    )
+}
+
+/// A `Content-Type` as an event keeps it: the media type without parameters (`; charset=...`),
+/// the types a website serves most as static strings.
+pub fn content_type(header: &str) -> Cow<'static, str> {
+    let media = header.split(';').next().unwrap_or(header).trim();
+    known_or_owned(
+        &[
+            "text/html",
+            "text/css",
+            "text/javascript",
+            "application/javascript",
+            "application/json",
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/avif",
+            "image/svg+xml",
+            "image/x-icon",
+            "font/woff2",
+            "font/woff",
+            "text/plain",
+            "application/octet-stream",
+        ],
+        media,
+    )
 }
 
 /// A Referer header reduced to what the analyzer may keep.
@@ -280,6 +319,22 @@ mod tests {
         assert!(matches!(method("OPTIONS"), Cow::Borrowed("OPTIONS")));
         assert!(matches!(method("PROPFIND"), Cow::Owned(ref m) if m == "PROPFIND"));
         assert!(matches!(method("get"), Cow::Owned(ref m) if m == "get"));
+    }
+
+    #[test]
+    fn content_types_lose_their_parameters_and_common_ones_are_not_copied() {
+        assert!(matches!(
+            content_type("text/html; charset=utf-8"),
+            Cow::Borrowed("text/html")
+        ));
+        assert!(matches!(
+            content_type(" font/woff2 "),
+            Cow::Borrowed("font/woff2")
+        ));
+        assert!(
+            matches!(content_type("application/x-thing;a=b"), Cow::Owned(ref t) if t == "application/x-thing")
+        );
+        assert_eq!(content_type(""), "");
     }
 
     #[test]

@@ -388,7 +388,7 @@ pub async fn import_reader<R: Read>(
                     stream_id: 0,
                     method: crate::event::method(l.method),
                     is_page: opts.pages.is_page(&path),
-                    path,
+                    path: path.into(),
                     status: l.status,
                     bytes: l.bytes,
                     content_type: None,

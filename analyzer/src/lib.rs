@@ -1,7 +1,7 @@
 //! pushwise's data side: the store (all SQL), recorded events, log import, and the learning of push sets.
 //!
 //! The server depends on this crate through a narrow API: it hands [`Event`]s to
-//! [`Store::insert_events`] from its recorder task and reads push sets through [`plan::PushSets`].
+//! a [`store::EventWriter`] from its recorder task and reads push sets through [`plan::PushSets`].
 //! Everything that computes a probability lives here, never in the server.
 
 pub mod error;
@@ -15,4 +15,4 @@ pub mod tune;
 
 pub use error::Error;
 pub use event::{ClientKeyer, Event, PushMark, Referer};
-pub use store::Store;
+pub use store::{EventWriter, Store};

@@ -18,7 +18,7 @@ fn event(i: u64) -> Event {
         conn_id: (i / 10) as i64,
         stream_id: (i % 10) as i64 * 2 + 1,
         method: "GET".into(),
-        path: format!("/img/product-{}.png", i % 50),
+        path: format!("/img/product-{}.png", i % 50).into(),
         status: 200,
         bytes: 34_000,
         content_type: Some("image/png".into()),

@@ -110,7 +110,7 @@ pub fn request_authority(parts: &http::request::Parts) -> String {
 #[derive(Debug, Clone)]
 pub struct RespInfo {
     pub status: u16,
-    pub content_type: Option<String>,
+    pub content_type: Option<std::borrow::Cow<'static, str>>,
     pub cacheable: bool,
     pub is_page: bool,
     pub push: PushMark,
@@ -125,7 +125,7 @@ impl RespInfo {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.split(';').next().unwrap_or(s).trim().to_string()),
+                .map(pushwise_analyzer::event::content_type),
             cacheable: crate::origin::is_shareable(&parts.headers),
             is_page,
             push: PushMark::Requested,
@@ -161,7 +161,13 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             conn_id: req.conn_id,
             stream_id: req.stream_id,
             method: req.method,
-            path: req.path,
+            // Successful responses' paths are a bounded set: interned, so the event carries no
+            // heap string to free on the recorder's thread.
+            path: if matches!(resp.status, 200..=299 | 304) {
+                crate::intern::path(req.path)
+            } else {
+                req.path.into()
+            },
             status: resp.status,
             bytes,
             content_type: resp.content_type,

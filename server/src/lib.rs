@@ -9,6 +9,7 @@ pub mod digest;
 mod exchange;
 mod h1;
 mod h2conn;
+mod intern;
 pub mod metrics;
 pub mod origin;
 pub mod push;

@@ -1,5 +1,5 @@
 //! The recorder: request handlers hand events to a bounded channel without waiting; one writer task
-//! drains it into SQLite in batches.
+//! drains it into SQLite in batches, each written on a blocking thread.
 //!
 //! Why this shape: the request path must never await SQLite. A full channel drops the event and
 //! counts the drop; a failing database keeps the batch, retries with backoff and logs once per
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushwise_analyzer::{Event, Store};
+use pushwise_analyzer::{Event, EventWriter, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -127,6 +127,7 @@ async fn writer(
     stop: CancellationToken,
 ) {
     let mut pending: Vec<Event> = Vec::with_capacity(cfg.batch);
+    let mut sink: Option<EventWriter> = None;
     let mut backoff = cfg.interval;
     let mut last_error_log: Option<tokio::time::Instant> = None;
     let mut failures_since_log = 0u64;
@@ -162,10 +163,25 @@ async fn writer(
             continue;
         }
         let n = pending.len();
-        match store.insert_events(&pending[..n]).await {
+        // The insert blocks (SQLite): it runs on tokio's blocking pool, never on a thread that
+        // serves requests, and the batch's strings are freed there too.
+        // (After a panic the writer is gone with the batch: start a fresh one.)
+        let writer = sink.take().unwrap_or_else(|| store.event_writer());
+        let (back, batch, result) = match write_blocking(writer, std::mem::take(&mut pending)).await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                // Only a panic inside SQLite's binding could get here; the batch went with it.
+                tracing::error!(error = %e, lost = n, "recorder: the batch writer panicked");
+                metrics.recorder_dropped.inc_by(n as u64);
+                continue;
+            }
+        };
+        sink = Some(back);
+        pending = batch;
+        match result {
             Ok(_) => {
                 metrics.recorder_written.inc_by(n as u64);
-                pending.drain(..n);
                 backoff = cfg.interval;
                 if failures_since_log > 0 {
                     tracing::info!(
@@ -223,6 +239,29 @@ async fn writer(
     }
 }
 
+/// Writes `batch` on the blocking pool. Hands back the writer and the batch: emptied (capacity
+/// kept) once written, untouched when the database refused it, so it can be retried.
+async fn write_blocking(
+    mut sink: EventWriter,
+    mut batch: Vec<Event>,
+) -> Result<
+    (
+        EventWriter,
+        Vec<Event>,
+        Result<u64, pushwise_analyzer::Error>,
+    ),
+    tokio::task::JoinError,
+> {
+    tokio::task::spawn_blocking(move || {
+        let result = sink.insert(&batch);
+        if result.is_ok() {
+            batch.clear();
+        }
+        (sink, batch, result)
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +274,7 @@ mod tests {
             conn_id: 1,
             stream_id: 2 * i + 1,
             method: "GET".into(),
-            path: format!("/a/{}.png", i % 10),
+            path: format!("/a/{}.png", i % 10).into(),
             status: 200,
             bytes: 10,
             content_type: Some("image/png".into()),

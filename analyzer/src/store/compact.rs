@@ -133,7 +133,7 @@ pub(super) struct BatchIds<'e> {
 fn strings_of(e: &Event) -> [Option<&str>; 4] {
     [
         Some(e.method.as_ref()),
-        Some(e.path.as_str()),
+        Some(e.path.as_ref()),
         e.content_type.as_deref(),
         e.referer.path(),
     ]
@@ -200,6 +200,28 @@ impl BatchIds<'_> {
         Ok(())
     }
 
+    /// The values of one event row, in the INSERT's column order: the first [`LIVE_COLUMNS`] for
+    /// live traffic, all [`IMPORT_COLUMNS`] with an import's source and line.
+    pub(super) fn row(&self, e: &Event, at: usize) -> [Option<i64>; IMPORT_COLUMNS] {
+        let opt = |id: i64| (id != NONE).then_some(id);
+        let [method, path, content_type, referer] = self.ids[at];
+        [
+            Some(e.ts_ms),
+            Some(e.client),
+            Some(e.conn_id),
+            Some(e.stream_id),
+            Some(method),
+            Some(path),
+            Some(i64::from(e.status)),
+            Some(i64::try_from(e.bytes).unwrap_or(i64::MAX)),
+            opt(content_type),
+            opt(referer),
+            Some(Flags::of(e).0),
+            e.source,
+            e.source_line,
+        ]
+    }
+
     /// The bound parameters of one INSERT of `chunk`, the events from index `start` of the batch.
     pub(super) fn event_args(
         &self,
@@ -207,35 +229,23 @@ impl BatchIds<'_> {
         start: usize,
         with_source: bool,
     ) -> Result<SqliteArguments, Error> {
-        let opt = |id: i64| (id != NONE).then_some(id);
         let mut args = SqliteArguments::default();
         args.reserve(chunk.len() * IMPORT_COLUMNS, 0);
-        for (e, &[method, path, content_type, referer]) in chunk.iter().zip(&self.ids[start..]) {
-            let values = [
-                Some(e.ts_ms),
-                Some(e.client),
-                Some(e.conn_id),
-                Some(e.stream_id),
-                Some(method),
-                Some(path),
-                Some(i64::from(e.status)),
-                Some(i64::try_from(e.bytes).unwrap_or(i64::MAX)),
-                opt(content_type),
-                opt(referer),
-                Some(Flags::of(e).0),
-                e.source,
-                e.source_line,
-            ];
-            let n = if with_source {
-                IMPORT_COLUMNS
-            } else {
-                LIVE_COLUMNS
-            };
-            for v in &values[..n] {
+        for (i, e) in chunk.iter().enumerate() {
+            for v in &self.row(e, start + i)[..columns(with_source)] {
                 args.add(*v).map_err(sqlx::Error::Encode)?;
             }
         }
         Ok(args)
+    }
+}
+
+/// Bound parameters per row of an INSERT with or without the import columns.
+pub(super) fn columns(with_source: bool) -> usize {
+    if with_source {
+        IMPORT_COLUMNS
+    } else {
+        LIVE_COLUMNS
     }
 }
 

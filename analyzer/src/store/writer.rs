@@ -1,0 +1,126 @@
+//! The recorder's write path into SQLite: one dedicated blocking connection that binds each
+//! batch's integers straight into the prepared multi-row INSERTs of [`compact`](super::compact).
+//!
+//! Why a second way in beside sqlx: the recorder writes one row per request on a machine that is
+//! also serving, and under h2load sqlx's per-value machinery (an argument enum per value, a
+//! channel hop to its worker thread, clearing every binding after each statement) cost the
+//! server about twice what SQLite's own insert did. This writer does the same SQL on the same
+//! file with the same string dictionary, binding values in place. Everything else (reads,
+//! imports, push sets, migrations) stays on sqlx; the schema still comes only from `migrations/`,
+//! applied by [`Store::open`](super::Store::open) before any writer exists. The sqlx path,
+//! [`Store::insert_events`](super::Store::insert_events), writes the same rows for imports and is
+//! the one a PostgreSQL store would use.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::compact::{StringIds, columns, has_source, insert_chunk_len, insert_sql};
+use crate::error::Error;
+use crate::event::Event;
+
+/// Writes batches of events. Blocking: run it on a thread that may block (`spawn_blocking`).
+///
+/// The connection is opened on first use and dropped after any failed batch, so a database that
+/// was read-only, locked or missing is retried from scratch and picked up once it is writable.
+#[derive(Debug)]
+pub struct EventWriter {
+    path: PathBuf,
+    conn: Option<Connection>,
+    strings: StringIds,
+}
+
+impl EventWriter {
+    pub(super) fn new(path: PathBuf, strings: StringIds) -> EventWriter {
+        EventWriter {
+            path,
+            conn: None,
+            strings,
+        }
+    }
+
+    /// Inserts a batch in one transaction, as [`Store::insert_events`](super::Store::insert_events)
+    /// does: strings through the dictionary (cached only once committed), imported lines already
+    /// present ignored. Returns the number of rows inserted; on error nothing of the batch is kept.
+    pub fn insert(&mut self, events: &[Event]) -> Result<u64, Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let result = self.try_insert(events);
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, Error> {
+        if self.conn.is_none() {
+            // No CREATE: the store created the file and applied the migrations; a file that has
+            // gone missing since is an error to report, not an empty database to fill.
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(2))?;
+            // Per connection, like the pool's: WAL (set once in the file) with NORMAL sync.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Ten live and ten import INSERT sizes plus the dictionary's two statements.
+            conn.set_prepared_statement_cache_capacity(32);
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connection opened above"))
+    }
+
+    fn try_insert(&mut self, events: &[Event]) -> Result<u64, Error> {
+        let strings = self.strings.clone();
+        let conn = self.connection()?;
+        // IMMEDIATE: take the write lock up front, so a concurrent writer makes this wait in the
+        // busy handler instead of failing a read-to-write upgrade.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = strings.lookup(events);
+        let fresh = if ids.missing.is_empty() {
+            HashMap::new()
+        } else {
+            let fresh = add_strings(&tx, &ids.missing)?;
+            ids.resolve(events, &fresh)?;
+            fresh
+        };
+        let mut inserted = 0u64;
+        let mut start = 0;
+        while start < events.len() {
+            let n = insert_chunk_len(events.len() - start);
+            let chunk = &events[start..start + n];
+            let with_source = has_source(chunk);
+            let width = columns(with_source);
+            let mut stmt = tx.prepare_cached(&insert_sql(n, with_source))?;
+            for (i, e) in chunk.iter().enumerate() {
+                let row = ids.row(e, start + i);
+                for (c, v) in row[..width].iter().enumerate() {
+                    stmt.raw_bind_parameter(i * width + c + 1, v)?;
+                }
+            }
+            inserted += stmt.raw_execute()? as u64;
+            start += n;
+        }
+        tx.commit()?;
+        strings.remember(fresh);
+        Ok(inserted)
+    }
+}
+
+/// Adds `texts` to the dictionary (those another writer has not added already) and returns the
+/// id of each.
+fn add_strings(conn: &Connection, texts: &[&str]) -> Result<HashMap<String, i64>, Error> {
+    let mut insert =
+        conn.prepare_cached("INSERT INTO strings (text) VALUES (?) ON CONFLICT (text) DO NOTHING")?;
+    let mut select = conn.prepare_cached("SELECT id FROM strings WHERE text = ?")?;
+    let mut ids = HashMap::with_capacity(texts.len());
+    for t in texts {
+        insert.execute([t])?;
+        let id: i64 = select.query_row([t], |r| r.get(0))?;
+        ids.insert((*t).to_string(), id);
+    }
+    Ok(ids)
+}
