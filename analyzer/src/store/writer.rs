@@ -2,9 +2,9 @@
 //! batch's integers straight into the prepared multi-row INSERTs of [`compact`](super::compact).
 //!
 //! Why a second way in beside sqlx: the recorder writes one row per request on a machine that is
-//! also serving, and under h2load sqlx's per-value machinery (an argument enum per value, a
-//! channel hop to its worker thread, clearing every binding after each statement) cost the
-//! server about twice what SQLite's own insert did. This writer does the same SQL on the same
+//! also serving, and under h2load sqlx's per-value machinery (an argument enum encoded per value,
+//! then a channel hop to its worker thread) cost the server about twice what SQLite's own insert
+//! did. This writer does the same SQL on the same
 //! file with the same string dictionary, binding values in place. Everything else (reads,
 //! imports, push sets, migrations) stays on sqlx; the schema still comes only from `migrations/`,
 //! applied by [`Store::open`](super::Store::open) before any writer exists. The sqlx path,
