@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// Events queued for the writer before new ones are dropped (and counted).
     #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value_t = 65536)]
     pub queue_size: usize,
+    /// How many nice steps below the serving threads the database writes run (0..=19; Linux).
+    /// The writer then uses the CPU the serving threads leave idle instead of competing with them;
+    /// 0 runs it at the same priority.
+    #[arg(long, env = "PUSHWISE_RECORDER_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub recorder_nice: u8,
     /// Run the analyzer in the background every this many seconds (0 disables).
     #[arg(long, env = "PUSHWISE_ANALYZE_EVERY", default_value_t = 60)]
     pub analyze_every: u64,

@@ -164,10 +164,12 @@ pub async fn serve(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
                 queue: a.queue_size,
                 batch: a.batch_size,
                 interval: Duration::from_millis(a.batch_interval_ms.max(1)),
+                nice: a.recorder_nice,
                 ..Default::default()
             },
             Arc::clone(&metrics),
-        );
+        )
+        .context("cannot start the recorder")?;
         (Some(r), Some(t))
     };
     let listener = TcpListener::bind(a.listen)

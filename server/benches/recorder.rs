@@ -53,7 +53,8 @@ fn recorder(c: &mut Criterion) {
                     };
                     let events: Vec<Event> = (0..N).map(event).collect();
                     let started = Instant::now();
-                    let (rec, task) = Recorder::start(store.clone(), cfg, Arc::clone(&metrics));
+                    let (rec, task) =
+                        Recorder::start(store.clone(), cfg, Arc::clone(&metrics)).unwrap();
                     for e in events {
                         rec.record(e);
                     }

@@ -3,6 +3,7 @@
 //!
 //! The entry point is [`server::run`], which serves a listener until a shutdown future resolves.
 
+mod batch_thread;
 pub mod body;
 pub mod config;
 pub mod digest;

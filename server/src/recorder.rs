@@ -1,5 +1,5 @@
 //! The recorder: request handlers hand events to a bounded channel without waiting; one writer task
-//! drains it into SQLite in batches, each written on a blocking thread.
+//! drains it into SQLite in batches, each written on the recorder's own low-priority thread.
 //!
 //! Why this shape: the request path must never await SQLite. A full channel drops the event and
 //! counts the drop; a failing database keeps the batch, retries with backoff and logs once per
@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushwise_analyzer::{Event, EventWriter, Store};
+use pushwise_analyzer::{Event, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch_thread::{BatchThread, Written};
 use crate::metrics::Metrics;
 
 /// Recorder tuning.
@@ -23,6 +24,8 @@ pub struct RecorderConfig {
     pub interval: Duration,
     /// Events kept in memory while the database refuses writes, beyond which the oldest are lost.
     pub max_pending: usize,
+    /// How many nice steps below the serving threads the SQLite writes run (0 = same priority).
+    pub nice: u8,
 }
 
 impl Default for RecorderConfig {
@@ -32,6 +35,7 @@ impl Default for RecorderConfig {
             batch: 2_000,
             interval: Duration::from_millis(200),
             max_pending: 200_000,
+            nice: 10,
         }
     }
 }
@@ -48,18 +52,20 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task. Call [`RecorderTask::drain`] at shutdown to write what is queued.
+    /// Starts the writer task and its thread. Call [`RecorderTask::drain`] at shutdown to write
+    /// what is queued. Fails only when the OS refuses a new thread.
     pub fn start(
         store: Store,
         cfg: RecorderConfig,
         metrics: Arc<Metrics>,
-    ) -> (Recorder, RecorderTask) {
+    ) -> Result<(Recorder, RecorderTask), crate::Error> {
+        let thread = BatchThread::start(store, cfg.nice)?;
         let queue = cfg.queue.max(1);
         let (tx, rx) = mpsc::channel(queue);
         let stop = CancellationToken::new();
         let half_full = Arc::new(Notify::new());
         let join = tokio::spawn(writer(
-            store,
+            thread,
             rx,
             cfg,
             Arc::clone(&metrics),
@@ -72,7 +78,7 @@ impl Recorder {
             half_full,
             wake_below: queue / 2,
         };
-        (rec, RecorderTask { join, stop })
+        Ok((rec, RecorderTask { join, stop }))
     }
 
     /// Queues an event; drops and counts it when the queue is full. Never waits.
@@ -119,7 +125,19 @@ fn take_queued(
 }
 
 async fn writer(
-    store: Store,
+    thread: BatchThread,
+    rx: mpsc::Receiver<Event>,
+    cfg: RecorderConfig,
+    metrics: Arc<Metrics>,
+    half_full: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    write_batches(&thread, rx, cfg, metrics, half_full, stop).await;
+    thread.close().await;
+}
+
+async fn write_batches(
+    thread: &BatchThread,
     mut rx: mpsc::Receiver<Event>,
     cfg: RecorderConfig,
     metrics: Arc<Metrics>,
@@ -127,7 +145,6 @@ async fn writer(
     stop: CancellationToken,
 ) {
     let mut pending: Vec<Event> = Vec::with_capacity(cfg.batch);
-    let mut sink: Option<EventWriter> = None;
     let mut backoff = cfg.interval;
     let mut last_error_log: Option<tokio::time::Instant> = None;
     let mut failures_since_log = 0u64;
@@ -163,22 +180,41 @@ async fn writer(
             continue;
         }
         let n = pending.len();
-        // The insert blocks (SQLite): it runs on tokio's blocking pool, never on a thread that
-        // serves requests, and the batch's strings are freed there too.
-        // (After a panic the writer is gone with the batch: start a fresh one.)
-        let writer = sink.take().unwrap_or_else(|| store.event_writer());
-        let (back, batch, result) = match write_blocking(writer, std::mem::take(&mut pending)).await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                // Only a panic inside SQLite's binding could get here; the batch went with it.
-                tracing::error!(error = %e, lost = n, "recorder: the batch writer panicked");
+        // The insert blocks (SQLite): it runs on the recorder's own thread, never on a thread
+        // that serves requests, and the batch's strings are freed there too.
+        let result = match thread.write(std::mem::take(&mut pending)).await {
+            Written::Done(batch, result) => {
+                pending = batch;
+                result
+            }
+            Written::Panicked(mut batch, panic) => {
+                // A bug in binding the batch: retrying it would panic again.
+                tracing::error!(panic, lost = n, "recorder: the batch writer panicked");
                 metrics.recorder_dropped.inc_by(n as u64);
+                batch.clear();
+                pending = batch;
                 continue;
             }
+            Written::Gone => {
+                tracing::error!(
+                    lost = n,
+                    "recorder: the writer thread is gone; recording stops"
+                );
+                metrics.recorder_dropped.inc_by(n as u64);
+                // Count what is queued and what arrives until shutdown as dropped too.
+                loop {
+                    tokio::select! {
+                        got = rx.recv() => match got {
+                            Some(_) => {
+                                metrics.recorder_dropped.inc();
+                            }
+                            None => return,
+                        },
+                        _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
+                    }
+                }
+            }
         };
-        sink = Some(back);
-        pending = batch;
         match result {
             Ok(_) => {
                 metrics.recorder_written.inc_by(n as u64);
@@ -239,29 +275,6 @@ async fn writer(
     }
 }
 
-/// Writes `batch` on the blocking pool. Hands back the writer and the batch: emptied (capacity
-/// kept) once written, untouched when the database refused it, so it can be retried.
-async fn write_blocking(
-    mut sink: EventWriter,
-    mut batch: Vec<Event>,
-) -> Result<
-    (
-        EventWriter,
-        Vec<Event>,
-        Result<u64, pushwise_analyzer::Error>,
-    ),
-    tokio::task::JoinError,
-> {
-    tokio::task::spawn_blocking(move || {
-        let result = sink.insert(&batch);
-        if result.is_ok() {
-            batch.clear();
-        }
-        (sink, batch, result)
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).await.unwrap();
         let metrics = Arc::new(Metrics::new());
-        let (rec, task) = Recorder::start(store.clone(), cfg, Arc::clone(&metrics));
+        let (rec, task) = Recorder::start(store.clone(), cfg, Arc::clone(&metrics)).unwrap();
         (dir, store, metrics, rec, task)
     }
 
