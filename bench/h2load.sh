@@ -20,7 +20,8 @@ command -v h2load >/dev/null && command -v nginx >/dev/null || {
 cargo build --release -q --bin pushwise
 BIN=target/release/pushwise
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Servers started inside $(...) are not this shell's jobs: their pids go to $WORK/pids.
+trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # The files: a 10 KB page, a 1 KB asset, and the example site for the push case.
 mkdir -p "$WORK/www"
@@ -69,6 +70,7 @@ start_pushwise() { # name, extra args...
   local db="$WORK/$name.db"
   "$BIN" --db "$db" serve --root "$WORK/www" --listen 127.0.0.1:0 --tls-cert "$WORK/cert.pem" \
     --tls-key "$WORK/key.pem" --analyze-every 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  echo $! >>"$WORK/pids"
   for _ in $(seq 100); do grep -q listening "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
   grep -o '[0-9]*$' "$WORK/$name.out"
 }

@@ -4,6 +4,9 @@
 #
 #   bash bench/record-cost.sh [pairs] [seconds-per-run]
 #
+# RECORD_ARGS adds flags to the recording server only, e.g. RECORD_ARGS="--recorder-nice 0" to
+# measure the writer at the serving threads' priority.
+#
 # Why this shape: on this 2-core VM consecutive identical h2load runs differ by up to ±10%, more
 # than the effect being measured, and the drift is slow. So the two servers are loaded in
 # alternating pairs (A B, then B A, ...), each pair gives one cost ratio, and the result is the
@@ -15,12 +18,14 @@ PAIRS=${1:-20}
 SECS=${2:-4}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
+read -r -a RECORD_ARGS <<<"${RECORD_ARGS:-}"
 command -v h2load >/dev/null || { echo "needs h2load: apt-get install -y nghttp2-client" >&2; exit 1; }
 
 cargo build --release -q --bin pushwise
 BIN=target/release/pushwise
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Servers started inside <(...) are not this shell's jobs: their pids go to $WORK/pids.
+trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/www"
 python3 - "$WORK/www" <<'PY'
@@ -37,11 +42,12 @@ start() { # name, extra args... → "port pid"
   "$BIN" --db "$WORK/$name.db" serve --root "$WORK/www" --listen 127.0.0.1:0 --tls-cert "$WORK/cert.pem" \
     --tls-key "$WORK/key.pem" --analyze-every 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   local pid=$!
+  echo "$pid" >>"$WORK/pids"
   for _ in $(seq 100); do grep -q listening "$WORK/$name.out" 2>/dev/null && break; sleep 0.05; done
   echo "$(grep -o '[0-9]*$' "$WORK/$name.out") $pid"
 }
 read -r OFF_PORT OFF_PID < <(start off --no-record)
-read -r ON_PORT ON_PID < <(start on)
+read -r ON_PORT ON_PID < <(start on "${RECORD_ARGS[@]}")
 sleep 0.5
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -5,9 +5,9 @@
 //! (about a microsecond per event), and on a busy machine every microsecond it takes at equal
 //! priority is one the serving threads wait for. At a lower priority the scheduler runs it in the
 //! gaps the serving threads leave and preempts it when they need the core, while its weight still
-//! guarantees it a share (at nice +10, about a tenth of a busy thread's) far above the ~2% of a core
-//! it needs, so batches are not starved into drops. tokio's blocking pool could not be used for this:
-//! its threads also read files for requests, and an unprivileged thread cannot raise its priority
+//! guarantees it a share (at nice +10, about a tenth of a busy thread's) well above the few percent
+//! of a core it needs, so batches are not starved into drops. tokio's blocking pool could not be used for this:
+//! its threads also resolve files for requests, and an unprivileged thread cannot raise its priority
 //! back after lowering it.
 //!
 //! Linux keeps the nice value per thread; on other systems the thread runs at normal priority.

@@ -21,7 +21,8 @@ use super::compact::{StringIds, columns, has_source, insert_chunk_len, insert_sq
 use crate::error::Error;
 use crate::event::Event;
 
-/// Writes batches of events. Blocking: run it on a thread that may block (`spawn_blocking`).
+/// Writes batches of events. Blocking: run it on a thread that may block (the server runs it on
+/// the recorder's own thread).
 ///
 /// The connection is opened on first use and dropped after any failed batch, so a database that
 /// was read-only, locked or missing is retried from scratch and picked up once it is writable.
