@@ -32,16 +32,10 @@ pub(crate) enum Written {
     Gone,
 }
 
+/// One batch on its way to the thread, with where to send the outcome.
 struct Job {
     batch: Vec<Event>,
     reply: oneshot::Sender<Written>,
-}
-
-/// The handle the recorder's writer task holds.
-#[derive(Debug)]
-pub(crate) struct BatchThread {
-    jobs: Option<std_mpsc::Sender<Job>>,
-    handle: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -50,6 +44,13 @@ impl std::fmt::Debug for Job {
             .field("events", &self.batch.len())
             .finish()
     }
+}
+
+/// The handle the recorder's writer task holds.
+#[derive(Debug)]
+pub(crate) struct BatchThread {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl BatchThread {
