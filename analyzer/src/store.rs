@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
 
 use crate::error::Error;
 use crate::event::Event;
-use compact::{Flags, StringIds, add_strings, has_source, insert_chunk_len, insert_sql};
+use compact::{Flags, StringIds, add_strings, insert_chunks};
 pub use writer::EventWriter;
 
 /// The migrations in `migrations/`, embedded at build time.
@@ -244,17 +244,12 @@ impl Store {
             fresh
         };
         let mut inserted = 0;
-        let mut start = 0;
-        while start < events.len() {
-            let n = insert_chunk_len(events.len() - start);
-            let chunk = &events[start..start + n];
-            let with_source = has_source(chunk);
-            let args = ids.event_args(chunk, start, with_source)?;
-            inserted += sqlx::query_with(AssertSqlSafe(insert_sql(n, with_source)), args)
+        for chunk in insert_chunks(events) {
+            let args = ids.event_args(&chunk)?;
+            inserted += sqlx::query_with(AssertSqlSafe(chunk.sql), args)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            start += n;
         }
         tx.commit().await?;
         self.strings.remember(fresh);
@@ -735,15 +730,21 @@ mod tests {
         .collect()
     }
 
+    /// 777 [`varied`] events with a few imported lines among the live ones, so batches mix chunks
+    /// with and without the import columns.
+    fn varied_with_imports() -> Vec<Event> {
+        let mut events: Vec<Event> = (0..777).map(varied).collect();
+        for (i, e) in events.iter_mut().enumerate().skip(500).step_by(37) {
+            (e.source, e.source_line) = (Some(77), Some(i as i64));
+        }
+        events
+    }
+
     #[tokio::test]
     async fn compact_rows_read_back_as_the_events_written() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let mut events: Vec<Event> = (0..777).map(varied).collect();
-        // A few imported lines among live events: chunks with and without the import columns.
-        for (i, e) in events.iter_mut().enumerate().skip(500).step_by(37) {
-            (e.source, e.source_line) = (Some(77), Some(i as i64));
-        }
+        let events = varied_with_imports();
         // Odd batch sizes exercise every chunk size; the second batch hits the warm cache.
         assert_eq!(s.insert_events(&events[..333]).await.unwrap(), 333);
         assert_eq!(s.insert_events(&events[333..]).await.unwrap(), 444);
@@ -794,10 +795,7 @@ mod tests {
     async fn the_event_writer_stores_what_insert_events_stores() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let mut events: Vec<Event> = (0..777).map(varied).collect();
-        for (i, e) in events.iter_mut().enumerate().skip(500).step_by(37) {
-            (e.source, e.source_line) = (Some(77), Some(i as i64));
-        }
+        let events = varied_with_imports();
         let mut w = s.event_writer();
         assert_eq!(w.insert(&events[..333]).unwrap(), 333);
         assert_eq!(w.insert(&events[333..]).unwrap(), 444);

@@ -104,10 +104,41 @@ pub(super) fn insert_sql(rows: usize, with_source: bool) -> Arc<str> {
 }
 
 /// Whether a chunk needs the import columns (any event from a log file).
-pub(super) fn has_source(chunk: &[Event]) -> bool {
+fn has_source(chunk: &[Event]) -> bool {
     chunk
         .iter()
         .any(|e| e.source.is_some() || e.source_line.is_some())
+}
+
+/// One multi-row INSERT of a batch: its events (from index `start` of the batch), whether they
+/// need the import columns, and the statement that takes them.
+pub(super) struct InsertChunk<'e> {
+    pub(super) start: usize,
+    pub(super) events: &'e [Event],
+    pub(super) with_source: bool,
+    pub(super) sql: Arc<str>,
+}
+
+/// A batch cut into the INSERTs it is written with (sizes from [`insert_chunk_len`]), for either
+/// driver to bind and run.
+pub(super) fn insert_chunks(events: &[Event]) -> impl Iterator<Item = InsertChunk<'_>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= events.len() {
+            return None;
+        }
+        let n = insert_chunk_len(events.len() - start);
+        let chunk = &events[start..start + n];
+        let with_source = has_source(chunk);
+        let c = InsertChunk {
+            start,
+            events: chunk,
+            with_source,
+            sql: insert_sql(n, with_source),
+        };
+        start += n;
+        Some(c)
+    })
 }
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -222,17 +253,12 @@ impl BatchIds<'_> {
         ]
     }
 
-    /// The bound parameters of one INSERT of `chunk`, the events from index `start` of the batch.
-    pub(super) fn event_args(
-        &self,
-        chunk: &[Event],
-        start: usize,
-        with_source: bool,
-    ) -> Result<SqliteArguments, Error> {
+    /// The bound parameters of one INSERT of the batch.
+    pub(super) fn event_args(&self, chunk: &InsertChunk<'_>) -> Result<SqliteArguments, Error> {
         let mut args = SqliteArguments::default();
-        args.reserve(chunk.len() * IMPORT_COLUMNS, 0);
-        for (i, e) in chunk.iter().enumerate() {
-            for v in &self.row(e, start + i)[..columns(with_source)] {
+        args.reserve(chunk.events.len() * IMPORT_COLUMNS, 0);
+        for (i, e) in chunk.events.iter().enumerate() {
+            for v in &self.row(e, chunk.start + i)[..columns(chunk.with_source)] {
                 args.add(*v).map_err(sqlx::Error::Encode)?;
             }
         }

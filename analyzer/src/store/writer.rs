@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::compact::{StringIds, columns, has_source, insert_chunk_len, insert_sql};
+use super::compact::{StringIds, columns, insert_chunks};
 use crate::error::Error;
 use crate::event::Event;
 
@@ -89,21 +89,16 @@ impl EventWriter {
             fresh
         };
         let mut inserted = 0u64;
-        let mut start = 0;
-        while start < events.len() {
-            let n = insert_chunk_len(events.len() - start);
-            let chunk = &events[start..start + n];
-            let with_source = has_source(chunk);
-            let width = columns(with_source);
-            let mut stmt = tx.prepare_cached(&insert_sql(n, with_source))?;
-            for (i, e) in chunk.iter().enumerate() {
-                let row = ids.row(e, start + i);
+        for chunk in insert_chunks(events) {
+            let width = columns(chunk.with_source);
+            let mut stmt = tx.prepare_cached(&chunk.sql)?;
+            for (i, e) in chunk.events.iter().enumerate() {
+                let row = ids.row(e, chunk.start + i);
                 for (c, v) in row[..width].iter().enumerate() {
                     stmt.raw_bind_parameter(i * width + c + 1, v)?;
                 }
             }
             inserted += stmt.raw_execute()? as u64;
-            start += n;
         }
         tx.commit()?;
         strings.remember(fresh);
