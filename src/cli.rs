@@ -1,10 +1,15 @@
-//! Command-line definitions (clap derive) and dispatch to the commands.
+//! Command-line definitions (clap derive). Values are parsed straight into validated types (a
+//! share in 0..=1, a non-zero count, a cookie name), so a bad flag is refused by clap, naming the
+//! flag, and nothing after parsing checks again.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pushwise_analyzer::LearnParams;
+use pushwise_server::{CookieName, Share};
+use pushwise_store::rows::{MinSupport, Probability};
 
 /// pushwise: an HTTP/2 server that learns from its own access logs which assets to push.
 ///
@@ -100,15 +105,15 @@ pub struct ServeArgs {
     #[arg(long, env = "PUSHWISE_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
     /// Most events per database write (a transaction of multi-row INSERTs).
-    #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value_t = 2000)]
-    pub batch_size: usize,
+    #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value = "2000")]
+    pub batch_size: NonZeroUsize,
     /// Longest an event waits before its batch is written, in milliseconds. The writer wakes
     /// once per interval (not per event), and earlier when a batch is full or the queue half full.
     #[arg(long, env = "PUSHWISE_BATCH_INTERVAL_MS", default_value_t = 200)]
     pub batch_interval_ms: u64,
     /// Events queued for the writer before new ones are dropped (and counted).
-    #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value_t = 65536)]
-    pub queue_size: usize,
+    #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value = "65536")]
+    pub queue_size: NonZeroUsize,
     /// How many nice steps below the serving threads the database writes run (0..=19; Linux).
     /// The writer then uses the CPU the serving threads leave idle instead of competing with them;
     /// 0 runs it at the same priority.
@@ -125,8 +130,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PUSHWISE_PUSH_MODE", value_enum, default_value_t = PushModeArg::Push)]
     pub push_mode: PushModeArg,
     /// Share of page views served without push or hints, so learning stays unbiased (0..1).
-    #[arg(long, env = "PUSHWISE_HOLDOUT", default_value_t = 0.05)]
-    pub holdout: f64,
+    #[arg(
+        long,
+        env = "PUSHWISE_HOLDOUT",
+        default_value = "0.05",
+        allow_negative_numbers = true
+    )]
+    pub holdout: Share,
     /// Also send 103 Early Hints on HTTP/1.1 (not supported by the HTTP/1.1 stack yet: Link headers only).
     #[arg(long, env = "PUSHWISE_EARLY_HINTS_H1")]
     pub early_hints_h1: bool,
@@ -136,7 +146,7 @@ pub struct ServeArgs {
         env = "PUSHWISE_DIGEST_COOKIE",
         default_value = "pushwise_digest"
     )]
-    pub digest_cookie: String,
+    pub digest_cookie: CookieName,
     /// Bytes pushed for one page view at most.
     #[arg(long, env = "PUSHWISE_PUSH_BUDGET_BYTES", default_value_t = 512 * 1024)]
     pub push_budget_bytes: u64,
@@ -157,8 +167,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PUSHWISE_ACCESS_LOG")]
     pub access_log: bool,
     /// Concurrent streams a client may open on one HTTP/2 connection.
-    #[arg(long, env = "PUSHWISE_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
-    pub max_concurrent_streams: u32,
+    #[arg(long, env = "PUSHWISE_MAX_CONCURRENT_STREAMS", default_value = "128")]
+    pub max_concurrent_streams: NonZeroU32,
     /// Close connections idle this many seconds.
     #[arg(long, env = "PUSHWISE_IDLE_TIMEOUT", default_value_t = 60)]
     pub idle_timeout: u64,
@@ -180,25 +190,29 @@ pub enum PushModeArg {
 #[derive(Args, Debug, Clone)]
 pub struct LearnArgs {
     /// An asset with no usable Referer belongs to the latest page view on its connection this recent (seconds).
-    #[arg(long, env = "PUSHWISE_WINDOW_SECS", default_value_t = 10.0)]
+    #[arg(long, env = "PUSHWISE_WINDOW_SECS", default_value = "10", value_parser = positive)]
     pub window_secs: f64,
     /// Evidence loses half its weight every this many hours.
-    #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value_t = 168.0)]
+    #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value = "168", value_parser = positive)]
     pub half_life_hours: f64,
 }
 
+/// A number greater than zero (and finite).
+fn positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("must be a number greater than 0, got {s:?}")),
+    }
+}
+
 impl LearnArgs {
-    pub fn params(&self) -> anyhow::Result<pushwise_analyzer::learn::LearnParams> {
-        anyhow::ensure!(self.window_secs > 0.0, "--window-secs must be positive");
-        anyhow::ensure!(
-            self.half_life_hours > 0.0,
-            "--half-life-hours must be positive"
-        );
-        Ok(pushwise_analyzer::learn::LearnParams {
-            window_ms: (self.window_secs * 1000.0) as i64,
-            half_life_ms: (self.half_life_hours * 3_600_000.0) as i64,
+    /// The learner's parameters; both values are positive by their parsers.
+    pub fn params(&self) -> LearnParams {
+        LearnParams {
+            window_ms: ((self.window_secs * 1000.0) as i64).max(1),
+            half_life_ms: ((self.half_life_hours * 3_600_000.0) as i64).max(1),
             ..Default::default()
-        })
+        }
     }
 }
 
@@ -271,12 +285,12 @@ pub enum ObjectiveArg {
 pub enum ThresholdCmd {
     /// Set the probability threshold (0..1), globally or for one page.
     Set {
-        value: f64,
+        value: Probability,
         #[arg(long)]
         page: Option<String>,
         /// Also set the minimum number of page views backing an estimate.
         #[arg(long)]
-        min_support: Option<i64>,
+        min_support: Option<MinSupport>,
     },
     /// Show the thresholds in force.
     Show {
@@ -387,36 +401,4 @@ pub fn init_tracing(g: &Global) -> LogGuard {
         LogFormat::Text => builder.init(),
     }
     LogGuard
-}
-
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let db = cli.global.db.clone();
-    match cli.command {
-        Command::Serve(a) => crate::serve::serve(&db, *a).await,
-        Command::Analyze(a) => crate::inspect::analyze(&db, a).await,
-        Command::Sets(c) => crate::inspect::sets(&db, c).await,
-        Command::Tune(a) => crate::inspect::tune(&db, a).await,
-        Command::Threshold(c) => crate::inspect::threshold(&db, c).await,
-        Command::Import(a) => crate::inspect::import(&db, a).await,
-        Command::Plan(a) => crate::inspect::plan(&db, a).await,
-        Command::Digest(c) => crate::inspect::digest(c),
-        Command::Demo(a) => crate::demo::demo(a).await,
-    }
-}
-
-/// Opens the store for a command that reads or writes it, with a clear error.
-pub async fn open_store(db: &std::path::Path) -> anyhow::Result<pushwise_analyzer::Store> {
-    pushwise_analyzer::Store::open(db)
-        .await
-        .with_context(|| format!("cannot open the database {}", db.display()))
-}
-
-/// Opens a store that must already exist (inspecting commands should not create empty ones).
-pub async fn open_existing(db: &std::path::Path) -> anyhow::Result<pushwise_analyzer::Store> {
-    anyhow::ensure!(
-        db.exists(),
-        "no database at {} (run `pushwise serve` or `pushwise import` first, or pass --db / PUSHWISE_DB)",
-        db.display()
-    );
-    open_store(db).await
 }

@@ -1,13 +1,17 @@
 //! The `pushwise` binary: parses the command line once into validated settings and runs a command.
 
 mod cli;
+mod commands;
 mod demo;
-mod inspect;
-mod serve;
+mod open;
+mod output;
+mod signal;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use cli::Command;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -22,19 +26,57 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cli::dispatch(args)) {
+    match rt.block_on(dispatch(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A closed pipe (`pushwise sets list | head`) is success, as in ripgrep.
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
+            let code = exit_code(&e);
+            if code != ExitCode::SUCCESS {
+                eprintln!("pushwise: {}", error_message(&e));
             }
-            eprintln!("pushwise: {}", error_message(&e));
-            ExitCode::FAILURE
+            code
         }
+    }
+}
+
+/// Runs the command the user chose.
+async fn dispatch(cli: cli::Cli) -> anyhow::Result<()> {
+    let db = cli.global.db;
+    match cli.command {
+        Command::Serve(a) => commands::serve::run(&db, *a).await,
+        Command::Analyze(a) => commands::analyze::run(&db, a).await,
+        Command::Sets(c) => commands::sets::run(&db, c).await,
+        Command::Tune(a) => commands::tune::run(&db, a).await,
+        Command::Threshold(c) => commands::threshold::run(&db, c).await,
+        Command::Import(a) => commands::import::run(&db, a).await,
+        Command::Plan(a) => commands::plan::run(&db, a).await,
+        Command::Digest(c) => commands::digest::run(c),
+        Command::Demo(a) => demo::run(a).await,
+    }
+}
+
+/// The exit code for an error, chosen by its kind, never by its text: 0 for a closed pipe
+/// (`pushwise sets list | head` is success, as in ripgrep), 2 for a value the user gave that a
+/// library refused (as clap does for a bad flag), 1 for everything else.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let closed_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if closed_pipe {
+        return ExitCode::SUCCESS;
+    }
+    let invalid_input = e.chain().any(|c| {
+        c.downcast_ref::<pushwise_server::Error>()
+            .is_some_and(pushwise_server::Error::is_config)
+            || c.downcast_ref::<pushwise_analyzer::Error>()
+                .is_some_and(pushwise_analyzer::Error::is_invalid_input)
+            || c.downcast_ref::<pushwise_store::rows::OutOfRange>()
+                .is_some()
+    });
+    if invalid_input {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -57,7 +99,21 @@ fn error_message(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::error_message;
+    use std::process::ExitCode;
+
+    use super::{error_message, exit_code};
+
+    #[test]
+    fn exit_codes_follow_the_error_kind() {
+        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the table");
+        assert_eq!(exit_code(&pipe), ExitCode::SUCCESS);
+        let refused = anyhow::Error::new(pushwise_store::rows::Probability::new(2.0).unwrap_err())
+            .context("applying the recommendation");
+        assert_eq!(exit_code(&refused), ExitCode::from(2));
+        let other = anyhow::anyhow!("disk full");
+        assert_eq!(exit_code(&other), ExitCode::FAILURE);
+    }
 
     #[derive(Debug)]
     struct Wraps(std::io::Error);

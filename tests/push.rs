@@ -195,7 +195,7 @@ fn a_client_that_disables_push_gets_103_early_hints_with_the_same_set() {
     let want: Vec<String> = HOME_SET
         .iter()
         .map(|p| {
-            let as_ = pushwise_analyzer::event::as_type(p);
+            let as_ = pushwise_store::rows::AsType::of(p).as_str();
             let cors = if as_ == "font" { "; crossorigin" } else { "" };
             format!("<{p}>; rel=preload; as={as_}{cors}")
         })

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use pushwise_store::event::{method, normalize_path};
+use pushwise_store::time::parse_clf_date;
+use pushwise_store::{ClientKeyer, Event, PushMark, Referer, Store, UaClass};
+
 use crate::error::Error;
-use crate::event::{ClientKeyer, Event, PushMark, Referer, is_browser, normalize_path};
-use crate::store::Store;
 
 /// Lines longer than this are skipped as garbage (real request lines are far shorter).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -173,97 +175,6 @@ pub fn parse_line(line: &str, format: LogFormat) -> Result<LogLine<'_>, SkipReas
     })
 }
 
-/// Parses `10/Oct/2000:13:55:36 -0700` into Unix milliseconds (UTC), honouring the offset.
-pub fn parse_clf_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if !t.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        t.parse().ok()
-    };
-    let day = num(0..2)?;
-    let month = match s.get(3..6)? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year = num(7..11)?;
-    let (h, m, sec) = (num(12..14)?, num(15..17)?, num(18..20)?);
-    if b[14] != b':' || b[17] != b':' || day == 0 || day > 31 || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let sign = match b[21] {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let (oh, om) = (num(22..24)?, num(24..26)?);
-    if oh > 23 || om > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let local = days * 86_400 + h * 3600 + m * 60 + sec;
-    let utc = local - sign * (oh * 3600 + om * 60);
-    Some(utc * 1000)
-}
-
-/// Formats Unix milliseconds as `10/Oct/2000:13:55:36 +0100`, shown `offset_min` east of UTC
-/// (the inverse of [`parse_clf_date`]; the access log and the synthetic logs use it).
-pub fn format_clf_date(ts_ms: i64, offset_min: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ts_ms.div_euclid(1000) + offset_min * 60;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // civil_from_days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let sign = if offset_min < 0 { '-' } else { '+' };
-    let o = offset_min.abs();
-    format!(
-        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        o / 60,
-        o % 60
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Which paths are pages when the log has no content types.
 #[derive(Debug, Clone)]
 pub struct PageRule {
@@ -330,29 +241,7 @@ pub async fn import_reader<R: Read>(
 ) -> Result<ImportReport, Error> {
     let keyer = ClientKeyer::new(store.salt().await?);
     let read_bytes = Arc::new(AtomicU64::new(0));
-    let counting = CountingReader {
-        inner: input,
-        n: Arc::clone(&read_bytes),
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, counting);
-    // Sniff gzip by its magic bytes, whatever the file is called.
-    let is_gz = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut lines: Box<dyn BufRead> = if is_gz {
-        Box::new(BufReader::with_capacity(
-            256 * 1024,
-            flate2::bufread::MultiGzDecoder::new(reader),
-        ))
-    } else {
-        Box::new(reader)
-    };
-    // The fingerprint is over the first 64 KiB of content, so the same file (or a copy, or the
-    // same file grown by rotation-in-place) keeps its identity.
-    let fingerprint = {
-        let head = lines.fill_buf()?;
-        let head = &head[..head.len().min(64 * 1024)];
-        let h = Sha256::digest(head);
-        i64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
-    };
+    let (mut lines, fingerprint) = open_lines(input, Arc::clone(&read_bytes))?;
     let hosts: Vec<&str> = opts.hosts.iter().map(String::as_str).collect();
     let mut report = ImportReport::default();
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH);
@@ -379,28 +268,7 @@ pub async fn import_reader<R: Read>(
                     report.first_skipped.push((line_no, reason));
                 }
             }
-            Ok(l) => {
-                let path = normalize_path(l.target, opts.keep_query);
-                batch.push(Event {
-                    ts_ms: l.ts_ms,
-                    client: keyer.key(l.ip, l.user_agent),
-                    conn_id: 0,
-                    stream_id: 0,
-                    method: crate::event::method(l.method),
-                    is_page: opts.pages.is_page(&path),
-                    path: path.into(),
-                    status: l.status,
-                    bytes: l.bytes,
-                    content_type: None,
-                    referer: Referer::reduce(l.referer, &hosts, opts.keep_query),
-                    browser: is_browser(l.user_agent),
-                    cacheable: true,
-                    push: PushMark::Requested,
-                    holdout: false,
-                    source: Some(fingerprint),
-                    source_line: Some(line_no as i64),
-                });
-            }
+            Ok(l) => batch.push(event_of(&l, &keyer, opts, &hosts, (fingerprint, line_no))),
         }
         if batch.len() >= BATCH {
             flush(store, &mut batch, &mut report).await?;
@@ -415,6 +283,66 @@ pub async fn import_reader<R: Read>(
     }
     flush(store, &mut batch, &mut report).await?;
     Ok(report)
+}
+
+/// The lines of a log stream, gunzipped when it is gzip (sniffed by its magic bytes, whatever the
+/// file is called), and the stream's fingerprint: a hash of its first 64 KiB of content, so the
+/// same file (or a copy, or the same file grown by rotation-in-place) keeps its identity.
+fn open_lines<'r, R: Read + 'r>(
+    input: R,
+    read_bytes: Arc<AtomicU64>,
+) -> Result<(Box<dyn BufRead + 'r>, i64), Error> {
+    let counting = CountingReader {
+        inner: input,
+        n: read_bytes,
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, counting);
+    let is_gz = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let mut lines: Box<dyn BufRead + 'r> = if is_gz {
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
+            flate2::bufread::MultiGzDecoder::new(reader),
+        ))
+    } else {
+        Box::new(reader)
+    };
+    let fingerprint = {
+        let head = lines.fill_buf()?;
+        let head = &head[..head.len().min(64 * 1024)];
+        let h = Sha256::digest(head);
+        i64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+    };
+    Ok((lines, fingerprint))
+}
+
+/// The event one parsed line stands for; `source` is the stream's fingerprint and the line number.
+fn event_of(
+    l: &LogLine<'_>,
+    keyer: &ClientKeyer,
+    opts: &ImportOptions,
+    hosts: &[&str],
+    (fingerprint, line_no): (i64, u64),
+) -> Event {
+    let path = normalize_path(l.target, opts.keep_query);
+    Event {
+        ts_ms: l.ts_ms,
+        client: keyer.key(l.ip, l.user_agent),
+        conn_id: 0,
+        stream_id: 0,
+        method: method(l.method),
+        is_page: opts.pages.is_page(&path),
+        path: path.into(),
+        status: l.status,
+        bytes: l.bytes,
+        content_type: None,
+        referer: Referer::reduce(l.referer, hosts, opts.keep_query),
+        browser: UaClass::of(l.user_agent).is_browser(),
+        cacheable: true,
+        push: PushMark::Requested,
+        holdout: false,
+        source: Some(fingerprint),
+        source_line: Some(line_no as i64),
+    }
 }
 
 struct CountingReader<R> {
@@ -581,25 +509,6 @@ mod tests {
         ) {
             let line = format!("{ip} - - [{date}] \"{req}\" {status} {tail}");
             let _ = parse_line(&line, LogFormat::Combined);
-        }
-
-        #[test]
-        fn formatted_dates_parse_back_to_the_same_instant(ts in 0i64..4_102_444_800_000, off in -720i64..=840) {
-            let ts = ts - ts % 1000;
-            let text = format_clf_date(ts, off);
-            proptest::prop_assert_eq!(parse_clf_date(&text), Some(ts), "{}", text);
-        }
-
-        #[test]
-        fn valid_dates_round_trip_through_civil_days(
-            y in 1970i64..2100, m in 1i64..=12, d in 1i64..=28, h in 0i64..24, mi in 0i64..60, s in 0i64..60
-        ) {
-            const MONTHS: [&str; 12] = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
-            let text = format!("{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[(m - 1) as usize]);
-            let ms = parse_clf_date(&text).unwrap();
-            let days = ms / 86_400_000;
-            proptest::prop_assert_eq!(days, days_from_civil(y, m, d));
-            proptest::prop_assert_eq!((ms / 1000) % 86_400, h * 3600 + mi * 60 + s);
         }
     }
 }

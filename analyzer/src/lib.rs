@@ -1,18 +1,22 @@
-//! pushwise's data side: the store (all SQL), recorded events, log import, and the learning of push sets.
+//! pushwise's learner: attribute recorded requests to page views, estimate P(asset | page) per
+//! request context, select push sets, tune the thresholds, and import access logs to learn from.
 //!
-//! The server depends on this crate through a narrow API: it hands [`Event`]s to
-//! a [`store::EventWriter`] from its recorder task and reads push sets through [`plan::PushSets`].
-//! Everything that computes a probability lives here, never in the server.
+//! It reads and writes only through `pushwise-store`; the server never depends on this crate, so
+//! every probability pushwise uses is computed here and nowhere else.
 
+pub mod attribute;
 pub mod error;
-pub mod event;
+pub mod estimate;
 pub mod import;
-pub mod learn;
-pub mod plan;
-pub mod store;
+pub mod params;
+pub mod pass;
+pub mod select;
 pub mod svg;
 pub mod tune;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::Error;
-pub use event::{ClientKeyer, Event, PushMark, Referer};
-pub use store::{EventWriter, Store};
+pub use params::{LearnParams, SelectParams};
+pub use pass::{PassReport, run_pass};

@@ -5,10 +5,15 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use pushwise_store::rows::{PageStat, SetRow};
+use pushwise_store::sets::pick;
+use pushwise_store::{Context, Store};
+
+use crate::attribute::{View, Views, attribute};
 use crate::error::Error;
-use crate::event::Context;
-use crate::learn::{self, LearnParams, PAGE_WIDE, SelectParams, View, Views};
-use crate::store::Store;
+use crate::estimate::estimate;
+use crate::params::{LearnParams, SelectParams};
+use crate::select::select;
 
 /// The probability thresholds tried.
 pub const THRESHOLDS: [f64; 19] = [
@@ -80,7 +85,7 @@ pub async fn tune(
         ));
     }
     let events = store.load_events(i64::MIN).await?;
-    let views = learn::attribute(&events, lp);
+    let views = attribute(&events, lp);
     let base = SelectParams::from_store(store).await?;
     Ok(tune_views(&views, lp, &base, objective, train_share))
 }
@@ -103,7 +108,7 @@ pub fn tune_views(
     let test: Vec<&View> = views.views.iter().filter(|v| v.ts_ms >= split_ms).collect();
     let mut grid = Vec::new();
     if !train.is_empty() && !test.is_empty() {
-        let mut est = learn::estimate(train.iter().copied(), split_ms, lp.half_life_ms);
+        let mut est = estimate(train.iter().copied(), split_ms, lp.half_life_ms);
         let ids: HashMap<&str, u32> = views
             .paths
             .iter()
@@ -118,7 +123,7 @@ pub fn tune_views(
                     overrides: HashMap::new(),
                     ..base.clone()
                 };
-                let (stats, rows) = learn::select(views, &mut est, &sp);
+                let (stats, rows) = select(views, &mut est, &sp);
                 grid.push(score(
                     views,
                     &ids,
@@ -149,32 +154,32 @@ fn score(
     views: &Views,
     ids: &HashMap<&str, u32>,
     test: &[&View],
-    stats: &[crate::store::PageStat],
-    rows: &[crate::store::SetRow],
+    stats: &[PageStat],
+    rows: &[SetRow],
     threshold: f64,
     min_support: i64,
 ) -> TunePoint {
-    let mut sets: HashMap<(u32, &str), Vec<u32>> = HashMap::new();
+    let mut sets: HashMap<(u32, Context), Vec<u32>> = HashMap::new();
     for r in rows.iter().filter(|r| r.in_set) {
-        sets.entry((ids[r.page.as_str()], r.context.as_str()))
+        sets.entry((ids[r.page.as_str()], r.context))
             .or_default()
             .push(ids[r.asset.as_str()]);
     }
-    let own: HashSet<(u32, &str)> = stats
+    let own: HashSet<(u32, Context)> = stats
         .iter()
-        .filter(|s| s.uses_own && s.context != PAGE_WIDE)
-        .map(|s| (ids[s.page.as_str()], s.context.as_str()))
+        .filter(|s| s.uses_own && !s.context.is_page_wide())
+        .map(|s| (ids[s.page.as_str()], s.context))
         .collect();
     let (mut tp, mut pushed, mut needed, mut wasted_b, mut needed_b) =
         (0u64, 0u64, 0u64, 0f64, 0f64);
     let empty = Vec::new();
     for v in test {
-        let ctx = Context::name(v.context);
-        let set = if own.contains(&(v.page, ctx)) {
-            sets.get(&(v.page, ctx)).unwrap_or(&empty)
-        } else {
-            sets.get(&(v.page, PAGE_WIDE)).unwrap_or(&empty)
-        };
+        // The set the server would push for this view: the same rule as `PushSets::decide`.
+        let own_set = own
+            .contains(&(v.page, v.context))
+            .then(|| sets.get(&(v.page, v.context)).unwrap_or(&empty));
+        let page_wide = sets.get(&(v.page, Context::PageWide)).unwrap_or(&empty);
+        let set = pick(own_set, Some(page_wide)).1.unwrap_or(&empty);
         let need: HashSet<u32> = v.needed.iter().map(|&(a, _)| a).collect();
         needed += need.len() as u64;
         for a in set {

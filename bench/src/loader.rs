@@ -53,19 +53,29 @@ pub struct LoadResult {
     pub bytes: u64,
 }
 
+/// Trusts exactly one certificate, compared byte for byte; signatures are still checked.
 #[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+struct Pinned {
+    der: Vec<u8>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for AcceptAny {
+impl ServerCertVerifier for Pinned {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
     }
     fn verify_tls12_signature(
         &self,
@@ -73,7 +83,8 @@ impl ServerCertVerifier for AcceptAny {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        let algs = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(m, c, d, algs)
     }
     fn verify_tls13_signature(
         &self,
@@ -81,24 +92,35 @@ impl ServerCertVerifier for AcceptAny {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        let algs = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(m, c, d, algs)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
-/// A TLS client config for benchmarks against local self-signed servers (no verification).
-pub fn insecure_tls() -> Arc<rustls::ClientConfig> {
+/// A TLS client config (ALPN h2) whose verifier decides which server certificates to accept.
+pub fn tls_with_verifier(
+    verifier: impl FnOnce(Arc<rustls::crypto::CryptoProvider>) -> Arc<dyn ServerCertVerifier>,
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .expect("default TLS versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_custom_certificate_verifier(verifier(provider))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(cfg)
+}
+
+/// A TLS client config that trusts exactly the certificate `der` (the demo's own server).
+pub fn tls_trusting(der: &[u8]) -> Arc<rustls::ClientConfig> {
+    let der = der.to_vec();
+    tls_with_verifier(|provider| Arc::new(Pinned { der, provider }))
 }
 
 type Slot = watch::Receiver<Option<Bytes>>;

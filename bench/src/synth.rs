@@ -246,7 +246,7 @@ pub fn combined_line(h: &Hit) -> String {
     format!(
         "{} - - [{}] \"GET {} HTTP/1.1\" {} {} \"{}\" \"{}\"",
         h.ip,
-        pushwise_analyzer::import::format_clf_date(h.ts_ms, 60),
+        pushwise_store::time::format_clf_date(h.ts_ms, 60),
         h.path,
         h.status,
         h.bytes,

@@ -1,13 +1,14 @@
 //! The recorder alone: events per second from `Recorder::record` through the bounded channel and
 //! the batched writer into a real SQLite file (WAL, synchronous=NORMAL). Run: `cargo bench -p pushwise-server`.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pushwise_analyzer::{Event, PushMark, Referer, Store};
 use pushwise_server::metrics::Metrics;
 use pushwise_server::recorder::{Recorder, RecorderConfig};
+use pushwise_store::{Event, PushMark, Referer, Store};
 
 const N: u64 = 100_000;
 
@@ -48,7 +49,7 @@ fn recorder(c: &mut Criterion) {
                     let store = Store::open(&dir.path().join("bench.db")).await.unwrap();
                     let metrics = Arc::new(Metrics::new());
                     let cfg = RecorderConfig {
-                        queue: 200_000,
+                        queue: NonZeroUsize::new(200_000).unwrap(),
                         ..Default::default()
                     };
                     let events: Vec<Event> = (0..N).map(event).collect();

@@ -16,7 +16,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
-use pushwise_analyzer::{Event, Store};
+use pushwise_store::{Event, Store};
 use tokio::sync::oneshot;
 
 /// What became of a batch handed to [`BatchThread::write`].
@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 pub(crate) enum Written {
     /// The database took the batch (`Ok`: rows inserted) or refused it (`Err`). The batch comes
     /// back emptied (capacity kept) when written, untouched when refused, so it can be retried.
-    Done(Vec<Event>, Result<u64, pushwise_analyzer::Error>),
+    Done(Vec<Event>, Result<u64, pushwise_store::Error>),
     /// The insert panicked (a bug). The batch comes back but must not be retried; the thread has
     /// already replaced its writer with a fresh one.
     Panicked(Vec<Event>, String),

@@ -1,6 +1,13 @@
-//! The server's validated runtime configuration (the binary parses flags into this once).
+//! The server's validated configuration: the binary parses flags into these types once, and a
+//! value that could be wrong (a share outside 0..=1, a zero count, a cookie name with `;`) cannot
+//! be constructed, so nothing downstream checks again.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::origin::Origin;
+use crate::recorder::RecorderConfig;
 
 /// How learned sets reach clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +20,75 @@ pub enum PushMode {
     Off,
 }
 
+/// A value a setting refuses, with what it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(String);
+
+/// A share of page views, in 0..=1 by construction.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Share(f64);
+
+impl Share {
+    pub const ZERO: Share = Share(0.0);
+
+    pub fn new(v: f64) -> Result<Share, InvalidSetting> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(Share(v))
+        } else {
+            Err(InvalidSetting(format!(
+                "a share must be between 0 and 1, got {v}"
+            )))
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Share {
+    type Err = InvalidSetting;
+    fn from_str(s: &str) -> Result<Share, InvalidSetting> {
+        let v: f64 = s.trim().parse().map_err(|_| {
+            InvalidSetting(format!(
+                "a share must be a number between 0 and 1, got {s:?}"
+            ))
+        })?;
+        Share::new(v)
+    }
+}
+
+/// A cookie name made of letters, digits, `_` and `-` only, so it can never break the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieName(String);
+
+impl CookieName {
+    pub fn new(name: &str) -> Result<CookieName, InvalidSetting> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(InvalidSetting(format!(
+                "a cookie name must be letters, digits, _ and - only, got {name:?}"
+            )));
+        }
+        Ok(CookieName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CookieName {
+    type Err = InvalidSetting;
+    fn from_str(s: &str) -> Result<CookieName, InvalidSetting> {
+        CookieName::new(s)
+    }
+}
+
 /// Everything the request path needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,18 +96,18 @@ pub struct Config {
     pub hosts: Vec<String>,
     pub keep_query: bool,
     pub push_mode: PushMode,
-    /// Share of page views served without push or hints, in [0, 1].
-    pub holdout: f64,
+    /// Share of page views served without push or hints.
+    pub holdout: Share,
     /// Send 103 Early Hints on HTTP/1.1 too (not supported by the HTTP/1.1 stack: Link headers only).
     pub early_hints_h1: bool,
-    pub digest_cookie: String,
+    pub digest_cookie: CookieName,
     /// Longest the digest cookie may live: the assets' freshness.
     pub digest_max_age: u64,
     /// At most this many assets go into the digest cookie.
     pub digest_max_urls: usize,
     /// Byte budget of what is pushed for one page view.
     pub push_budget_bytes: u64,
-    pub max_concurrent_streams: u32,
+    pub max_concurrent_streams: NonZeroU32,
     pub max_header_list_size: u32,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -48,19 +124,58 @@ impl Default for Config {
             hosts: Vec::new(),
             keep_query: false,
             push_mode: PushMode::Push,
-            holdout: 0.05,
+            holdout: Share(0.05),
             early_hints_h1: false,
-            digest_cookie: "pushwise_digest".into(),
+            digest_cookie: CookieName("pushwise_digest".into()),
             digest_max_age: 3600,
             digest_max_urls: 64,
             push_budget_bytes: 512 * 1024,
-            max_concurrent_streams: 128,
+            max_concurrent_streams: NonZeroU32::new(128).expect("not zero"),
             max_header_list_size: 32 * 1024,
             idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_request_body: 8 * 1024 * 1024,
             access_log: false,
+        }
+    }
+}
+
+/// What [`Server::new`](crate::Server::new) needs besides the store: the request path's
+/// configuration, the origin, TLS, and the lifecycle's settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub origin: Origin,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// `None`: do not record (`--no-record`).
+    pub recorder: Option<RecorderConfig>,
+    /// How often to look for a newer push-set generation.
+    pub reload_every: Duration,
+    /// Events older than this are deleted, hourly. `None`: keep everything.
+    pub retention: Option<Duration>,
+    /// Serve Prometheus metrics on this listener (bound by the caller, so it can print the address).
+    pub metrics_listener: Option<tokio::net::TcpListener>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_outside_zero_to_one_are_refused_with_the_range() {
+        assert!(Share::new(0.0).is_ok() && Share::new(1.0).is_ok());
+        assert!("0.05".parse::<Share>().is_ok());
+        let e = "-0.1".parse::<Share>().unwrap_err().to_string();
+        assert!(e.contains("between 0 and 1"), "{e}");
+        assert!("1.5".parse::<Share>().is_err() && "NaN".parse::<Share>().is_err());
+    }
+
+    #[test]
+    fn cookie_names_that_could_break_the_header_are_refused() {
+        assert!(CookieName::new("pushwise_digest-2").is_ok());
+        for bad in ["", "a;b", "a=b", "a b", "é"] {
+            assert!(CookieName::new(bad).is_err(), "{bad:?}");
         }
     }
 }

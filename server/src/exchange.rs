@@ -9,13 +9,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header;
 use http_body::{Frame, SizeHint};
-use pushwise_analyzer::event::{is_browser, normalize_path};
-use pushwise_analyzer::{Event, PushMark, Referer};
+use pushwise_store::UaClass;
+use pushwise_store::event::normalize_path;
+use pushwise_store::{Event, PushMark, Referer};
 
 use crate::body::Body;
+use crate::conn::ConnState;
 use crate::metrics::{Protocol, RequestLabels, StatusClass};
-use crate::push::ConnState;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// What is known of a request when it arrives.
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub struct ReqInfo {
     pub method: std::borrow::Cow<'static, str>,
     pub path: String,
     pub client: i64,
-    pub browser: bool,
+    pub ua: UaClass,
     pub referer: Referer,
     pub conn_id: i64,
     pub stream_id: i64,
@@ -33,13 +34,6 @@ pub struct ReqInfo {
     /// The raw headers, kept only for `--access-log` lines.
     pub user_agent: Option<String>,
     pub raw_referer: Option<String>,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl ReqInfo {
@@ -68,8 +62,8 @@ impl ReqInfo {
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         ReqInfo {
             started: Instant::now(),
-            ts_ms: now_ms(),
-            method: pushwise_analyzer::event::method(parts.method.as_str()),
+            ts_ms: pushwise_store::time::now_ms(),
+            method: pushwise_store::event::method(parts.method.as_str()),
             path: normalize_path(pq, shared.config.keep_query),
             // The keyed hash is only needed for events and access-log lines.
             client: if shared.recorder.is_some() || shared.config.access_log {
@@ -77,7 +71,7 @@ impl ReqInfo {
             } else {
                 0
             },
-            browser: is_browser(ua),
+            ua: UaClass::of(ua),
             referer,
             conn_id: conn.id as i64,
             stream_id: i64::from(stream_id),
@@ -125,7 +119,7 @@ impl RespInfo {
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .map(pushwise_analyzer::event::content_type),
+                .map(pushwise_store::event::content_type),
             cacheable: crate::origin::is_shareable(&parts.headers),
             is_page,
             push: PushMark::Requested,
@@ -173,7 +167,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             content_type: resp.content_type,
             referer: req.referer,
             is_page: resp.is_page,
-            browser: req.browser,
+            browser: req.ua.is_browser(),
             cacheable: resp.cacheable,
             push: resp.push,
             holdout: resp.holdout,
@@ -214,7 +208,7 @@ fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
     tracing::info!(
         target: "pushwise::access",
         "{:016x} - - [{}] \"{} {} HTTP/2\" {} {} \"{}\" \"{}\"",
-        req.client, pushwise_analyzer::import::format_clf_date(req.ts_ms, 0), req.method, req.path, resp.status, bytes,
+        req.client, pushwise_store::time::format_clf_date(req.ts_ms, 0), req.method, req.path, resp.status, bytes,
         q(&req.raw_referer), q(&req.user_agent)
     );
 }

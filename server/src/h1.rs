@@ -13,11 +13,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
+use crate::conn::ConnState;
 use crate::exchange::{RecordingBody, ReqInfo, RespInfo, record_skips, request_authority};
 use crate::metrics::Protocol;
 use crate::origin::{OriginRequest, simple};
-use crate::push::{self, ConnState};
-use crate::server::Shared;
+use crate::push;
+use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
     shared: Arc<Shared>,

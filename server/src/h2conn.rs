@@ -12,17 +12,18 @@ use h2::{RecvStream, SendStream};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use pushwise_analyzer::PushMark;
+use pushwise_store::PushMark;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
+use crate::conn::ConnState;
 use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish, record_skips, request_authority};
 use crate::metrics::{Protocol, PushOutcome};
 use crate::origin::{OriginRequest, is_cacheable, simple};
-use crate::push::{self, ConnState, ViewPlan};
-use crate::server::Shared;
+use crate::push::{self, ViewPlan};
+use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
     shared: Arc<Shared>,
@@ -36,7 +37,7 @@ pub(crate) async fn serve<IO>(
     let cfg = &shared.config;
     let mut builder = h2::server::Builder::new();
     builder
-        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .max_concurrent_streams(cfg.max_concurrent_streams.get())
         .max_header_list_size(cfg.max_header_list_size)
         .initial_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
@@ -134,13 +135,10 @@ async fn handle_stream(
         Protocol::h2,
     );
     conn.note(&info.path);
-    let req_body = match read_body(body, shared.config.max_request_body).await {
-        Some(b) => b,
-        None => {
-            let resp = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-            send(&shared, &mut respond, info, resp, None, Vec::new()).await;
-            return;
-        }
+    let Some(req_body) = read_body(body, shared.config.max_request_body).await else {
+        let resp = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        send(&shared, &mut respond, info, resp, None, Vec::new()).await;
+        return;
     };
     let oreq = OriginRequest {
         method: parts.method.clone(),
@@ -151,55 +149,17 @@ async fn handle_stream(
     };
     // A path with a learned set is a page: push or hint *before* asking the origin for it, so
     // the client starts on the assets while an upstream application is still thinking.
-    let plan = if parts.method == Method::GET {
-        Some(push::plan_view(
-            &shared,
-            &conn,
-            &parts.headers,
-            &authority,
-            &info,
-        ))
-    } else {
-        None
-    };
-    let mut pushed: Vec<Pushed> = Vec::new();
-    let mut hinted: Vec<usize> = Vec::new();
-    let mut links: Vec<HeaderValue> = Vec::new();
+    let plan = (parts.method == Method::GET)
+        .then(|| push::plan_view(&shared, &conn, &parts.headers, &authority, &info));
+    let mut announced = Announced::default();
     if let Some(plan) = plan.as_ref().filter(|p| !p.candidates.is_empty()) {
-        let use_push = shared.config.push_mode == crate::PushMode::Push
-            && !conn.push_refused()
-            && conn.take_push_gate();
-        if use_push {
-            let refused_at = promise_all(
-                &shared,
-                &conn,
-                &mut respond,
-                plan,
-                &authority,
-                max_send_streams,
-                &mut pushed,
-            )
-            .await;
-            if let Some(i) = refused_at {
-                hinted.extend(i..plan.candidates.len());
-            }
-        } else {
-            hinted.extend(0..plan.candidates.len());
-        }
-        if !hinted.is_empty() {
-            links = hinted
-                .iter()
-                .filter_map(|&i| push::link_value(&plan.candidates[i]))
-                .collect();
-            let mut early = Response::new(());
-            *early.status_mut() = StatusCode::EARLY_HINTS;
-            for l in &links {
-                early.headers_mut().append(header::LINK, l.clone());
-            }
-            if respond.send_informational(early).is_ok() {
-                shared.metrics.early_hints.inc();
-            }
-        }
+        let page = PageCtx {
+            shared: &shared,
+            conn: &conn,
+            plan,
+            authority: &authority,
+        };
+        announced = page.announce(&mut respond, max_send_streams).await;
     }
     let resp = shared.origin.serve(oreq).await;
     let is_page =
@@ -208,93 +168,169 @@ async fn handle_stream(
         shared.metrics.page_views.inc();
     }
     let Some(plan) = plan.filter(|_| is_page) else {
-        let tasks = pushed_into_tasks(&shared, &conn, &info, pushed, &tracker);
+        let tasks = pushed_into_tasks(&shared, &conn, &info, announced.pushed, &tracker);
         send(&shared, &mut respond, info, resp, None, tasks).await;
         return;
     };
-    let (mut resp_parts, resp_body) = resp.into_parts();
-    for l in links {
-        resp_parts.headers.append(header::LINK, l);
-    }
-    let mut delivered: Vec<String> = pushed.iter().map(|p| p.path.clone()).collect();
-    delivered.extend(hinted.iter().map(|&i| plan.candidates[i].path.clone()));
-    if let Some(cookie) = push::digest_cookie(&shared, &authority, &plan, &delivered) {
-        resp_parts.headers.append(header::SET_COOKIE, cookie);
-    }
-    let hinted_paths: Vec<&str> = hinted
-        .iter()
-        .map(|&i| plan.candidates[i].path.as_str())
-        .collect();
-    record_skips(&shared, &info, &plan.skipped_digest, &hinted_paths);
-    let resp = Response::from_parts(resp_parts, resp_body);
+    let page = PageCtx {
+        shared: &shared,
+        conn: &conn,
+        plan: &plan,
+        authority: &authority,
+    };
+    let (resp, pushed) = page.decorate(&info, announced, resp);
     let tasks = pushed_into_tasks(&shared, &conn, &info, pushed, &tracker);
     send(&shared, &mut respond, info, resp, Some(&plan), tasks).await;
 }
 
-/// Promises the plan's candidates in order. Returns the index at which the client refused push
-/// (so the rest, and this connection from now on, fall back to hints), or `None`.
-async fn promise_all(
-    shared: &Arc<Shared>,
-    conn: &ConnState,
-    respond: &mut SendResponse<Bytes>,
-    plan: &ViewPlan,
-    authority: &str,
-    max_send_streams: usize,
-    out: &mut Vec<Pushed>,
-) -> Option<usize> {
-    for (i, a) in plan.candidates.iter().enumerate() {
-        // Never more pushes than the client lets us open at once (excess would be refused).
-        if out.len() >= max_send_streams.saturating_sub(1) {
-            shared.metrics.push(PushOutcome::skipped_budget);
-            continue;
-        }
-        let url = push::absolute_url(authority, &a.path);
-        let Ok(uri) = url.parse::<http::Uri>() else {
-            continue;
-        };
-        // Only what the origin answers 200 and cacheable is pushed: ask it first.
-        let resp = shared
-            .origin
-            .serve(OriginRequest {
-                method: Method::GET,
-                uri: uri.clone(),
-                headers: http::HeaderMap::new(),
-                body: Bytes::new(),
-                client_ip: Some(conn.client_ip),
-            })
-            .await;
-        let (parts, body) = resp.into_parts();
-        if !is_cacheable(&parts) {
-            shared.metrics.push(PushOutcome::skipped_uncacheable);
-            continue;
-        }
-        let mut preq = Request::new(());
-        *preq.method_mut() = Method::GET;
-        *preq.uri_mut() = uri;
-        match respond.push_request(preq) {
-            Ok(stream) => {
-                shared.metrics.push(PushOutcome::promised);
-                conn.note(&a.path);
-                conn.pushes.fetch_add(1, Ordering::Relaxed);
-                out.push(Pushed {
-                    path: a.path.clone(),
-                    stream,
-                    parts,
-                    body,
-                });
+/// What went out for a page view before its response: promised pushes, and the candidates
+/// announced as hints instead (indices into the plan's candidates) with their `Link` values.
+#[derive(Default)]
+struct Announced {
+    pushed: Vec<Pushed>,
+    hinted: Vec<usize>,
+    links: Vec<HeaderValue>,
+}
+
+/// One page view's plan, with what announcing and decorating it needs.
+struct PageCtx<'a> {
+    shared: &'a Arc<Shared>,
+    conn: &'a ConnState,
+    plan: &'a ViewPlan,
+    authority: &'a str,
+}
+
+impl PageCtx<'_> {
+    /// Pushes the plan's candidates where the client and the connection allow it, and sends the
+    /// rest as one 103 Early Hints response.
+    async fn announce(
+        &self,
+        respond: &mut SendResponse<Bytes>,
+        max_send_streams: usize,
+    ) -> Announced {
+        let (shared, conn, plan) = (self.shared, self.conn, self.plan);
+        let mut out = Announced::default();
+        let use_push = shared.config.push_mode == crate::config::PushMode::Push
+            && !conn.push_refused()
+            && conn.take_push_gate();
+        if use_push {
+            let refused_at = self
+                .promise_all(respond, max_send_streams, &mut out.pushed)
+                .await;
+            if let Some(i) = refused_at {
+                out.hinted.extend(i..plan.candidates.len());
             }
-            Err(e) => {
-                tracing::debug!(conn = conn.id, error = %e, "client refuses push; using Early Hints");
-                shared.metrics.push_n(
-                    PushOutcome::refused_by_client,
-                    (plan.candidates.len() - i) as u64,
-                );
-                conn.refuse_push();
-                return Some(i);
+        } else {
+            out.hinted.extend(0..plan.candidates.len());
+        }
+        if !out.hinted.is_empty() {
+            out.links = out
+                .hinted
+                .iter()
+                .filter_map(|&i| push::link_value(&plan.candidates[i]))
+                .collect();
+            let mut early = Response::new(());
+            *early.status_mut() = StatusCode::EARLY_HINTS;
+            for l in &out.links {
+                early.headers_mut().append(header::LINK, l.clone());
+            }
+            if respond.send_informational(early).is_ok() {
+                shared.metrics.early_hints.inc();
             }
         }
+        out
     }
-    None
+
+    /// Adds the `Link` headers and the digest cookie to the page's response, and records the
+    /// assets skipped by digest or hinted on this view. Returns the response and the pushes.
+    fn decorate(
+        &self,
+        info: &ReqInfo,
+        announced: Announced,
+        resp: Response<Body>,
+    ) -> (Response<Body>, Vec<Pushed>) {
+        let plan = self.plan;
+        let (mut parts, body) = resp.into_parts();
+        for l in announced.links {
+            parts.headers.append(header::LINK, l);
+        }
+        let hinted: Vec<&str> = announced
+            .hinted
+            .iter()
+            .map(|&i| plan.candidates[i].path.as_str())
+            .collect();
+        let mut delivered: Vec<String> = announced.pushed.iter().map(|p| p.path.clone()).collect();
+        delivered.extend(hinted.iter().map(|p| p.to_string()));
+        if let Some(cookie) = push::digest_cookie(self.shared, self.authority, plan, &delivered) {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        record_skips(self.shared, info, &plan.skipped_digest, &hinted);
+        (Response::from_parts(parts, body), announced.pushed)
+    }
+
+    /// Promises the plan's candidates in order. Returns the index at which the client refused push
+    /// (so the rest, and this connection from now on, fall back to hints), or `None`.
+    async fn promise_all(
+        &self,
+        respond: &mut SendResponse<Bytes>,
+        max_send_streams: usize,
+        out: &mut Vec<Pushed>,
+    ) -> Option<usize> {
+        let (shared, conn, plan, authority) = (self.shared, self.conn, self.plan, self.authority);
+        for (i, a) in plan.candidates.iter().enumerate() {
+            // Never more pushes than the client lets us open at once (excess would be refused).
+            if out.len() >= max_send_streams.saturating_sub(1) {
+                shared.metrics.push(PushOutcome::skipped_budget);
+                continue;
+            }
+            let url = push::absolute_url(authority, &a.path);
+            let Ok(uri) = url.parse::<http::Uri>() else {
+                continue;
+            };
+            // Only what the origin answers 200 and cacheable is pushed: ask it first.
+            let resp = shared
+                .origin
+                .serve(OriginRequest {
+                    method: Method::GET,
+                    uri: uri.clone(),
+                    headers: http::HeaderMap::new(),
+                    body: Bytes::new(),
+                    client_ip: Some(conn.client_ip),
+                })
+                .await;
+            let (parts, body) = resp.into_parts();
+            if !is_cacheable(&parts) {
+                shared.metrics.push(PushOutcome::skipped_uncacheable);
+                continue;
+            }
+            let mut preq = Request::new(());
+            *preq.method_mut() = Method::GET;
+            *preq.uri_mut() = uri;
+            match respond.push_request(preq) {
+                Ok(stream) => {
+                    shared.metrics.push(PushOutcome::promised);
+                    conn.note(&a.path);
+                    conn.pushes.fetch_add(1, Ordering::Relaxed);
+                    out.push(Pushed {
+                        path: a.path.clone(),
+                        stream,
+                        parts,
+                        body,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(conn = conn.id, error = %e, "client refuses push; using Early Hints");
+                    shared.metrics.push_n(
+                        PushOutcome::refused_by_client,
+                        (plan.candidates.len() - i) as u64,
+                    );
+                    conn.refuse_push();
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
 }
 
 type PushTask = Box<dyn FnOnce() + Send>;
@@ -314,7 +350,7 @@ fn pushed_into_tasks(
             let tracker = tracker.clone();
             let req = ReqInfo {
                 path: p.path.clone(),
-                referer: pushwise_analyzer::Referer::SameSite(page.path.clone()),
+                referer: pushwise_store::Referer::SameSite(page.path.clone()),
                 stream_id: i64::from(p.stream.stream_id().as_u32()),
                 started: std::time::Instant::now(),
                 ..page.clone()

@@ -5,10 +5,11 @@
 //! counts the drop; a failing database keeps the batch, retries with backoff and logs once per
 //! interval, while the server keeps answering.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushwise_analyzer::{Event, Store};
+use pushwise_store::{Event, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,8 +20,11 @@ use crate::metrics::Metrics;
 /// Recorder tuning.
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
-    pub queue: usize,
-    pub batch: usize,
+    /// Events queued for the writer before new ones are dropped (and counted).
+    pub queue: NonZeroUsize,
+    /// Most events per database write.
+    pub batch: NonZeroUsize,
+    /// Longest an event waits before its batch is written (never zero: see [`RecorderConfig::new`]).
     pub interval: Duration,
     /// Events kept in memory while the database refuses writes, beyond which the oldest are lost.
     pub max_pending: usize,
@@ -31,8 +35,8 @@ pub struct RecorderConfig {
 impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
-            queue: 65_536,
-            batch: 2_000,
+            queue: NonZeroUsize::new(65_536).expect("not zero"),
+            batch: NonZeroUsize::new(2_000).expect("not zero"),
             interval: Duration::from_millis(200),
             max_pending: 200_000,
             nice: 10,
@@ -58,9 +62,9 @@ impl Recorder {
         store: Store,
         cfg: RecorderConfig,
         metrics: Arc<Metrics>,
-    ) -> Result<(Recorder, RecorderTask), crate::Error> {
+    ) -> Result<(Recorder, RecorderTask), crate::error::Error> {
         let thread = BatchThread::start(store, cfg.nice)?;
-        let queue = cfg.queue.max(1);
+        let queue = cfg.queue.get();
         let (tx, rx) = mpsc::channel(queue);
         let stop = CancellationToken::new();
         let half_full = Arc::new(Notify::new());
@@ -132,144 +136,204 @@ async fn writer(
     half_full: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    write_batches(&thread, rx, cfg, metrics, half_full, stop).await;
+    let mut w = Writer {
+        pending: Vec::with_capacity(cfg.batch.get()),
+        backoff: cfg.interval,
+        cfg,
+        rx,
+        metrics,
+        half_full,
+        stop,
+        closed: false,
+        last_error_log: None,
+        failures_since_log: 0,
+        shutdown_failures: 0,
+    };
+    w.write_batches(&thread).await;
     thread.close().await;
 }
 
-async fn write_batches(
-    thread: &BatchThread,
-    mut rx: mpsc::Receiver<Event>,
+/// The writer task's state: the batch being filled or retried, and how the last writes went.
+struct Writer {
+    rx: mpsc::Receiver<Event>,
     cfg: RecorderConfig,
     metrics: Arc<Metrics>,
     half_full: Arc<Notify>,
     stop: CancellationToken,
-) {
-    let mut pending: Vec<Event> = Vec::with_capacity(cfg.batch);
-    let mut backoff = cfg.interval;
-    let mut last_error_log: Option<tokio::time::Instant> = None;
-    let mut failures_since_log = 0u64;
-    let mut closed = false;
-    let mut shutdown_failures = 0u32;
-    loop {
-        if !closed && pending.is_empty() {
-            // Wait for the first event of a batch (one wake-up per batch, not one per event)...
-            tokio::select! {
-                biased;
-                got = rx.recv_many(&mut pending, cfg.batch) => closed = got == 0,
-                _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
+    pending: Vec<Event>,
+    /// The channel is closed and empty: write what is pending, then stop.
+    closed: bool,
+    backoff: Duration,
+    last_error_log: Option<tokio::time::Instant>,
+    failures_since_log: u64,
+    shutdown_failures: u32,
+}
+
+/// What to do after a batch was handed to the thread.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Writer {
+    async fn write_batches(&mut self, thread: &BatchThread) {
+        loop {
+            if !self.closed && self.pending.is_empty() {
+                self.wait_for_batch().await;
             }
-            // ...then let the batch fill for one interval, unless it is full already (`recv_many`
-            // took all that was queued) or we are stopping. While the writer sleeps no waker is
-            // registered, so handlers' sends stay cheap.
-            if !closed && !rx.is_closed() && pending.len() < cfg.batch {
-                tokio::select! {
-                    _ = tokio::time::sleep(cfg.interval) => {}
-                    _ = half_full.notified() => {}
-                    _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
+            if !self.closed {
+                self.closed =
+                    take_queued(&mut self.rx, &mut self.pending, self.cfg.batch.get()).is_err();
+            }
+            self.metrics.recorder_queue_depth.set(self.rx.len() as i64);
+            if self.pending.is_empty() {
+                if self.closed {
+                    return;
                 }
+                continue;
             }
-        }
-        if !closed {
-            closed = take_queued(&mut rx, &mut pending, cfg.batch).is_err();
-        }
-        metrics.recorder_queue_depth.set(rx.len() as i64);
-        if pending.is_empty() {
-            if closed {
+            if let Next::Stop = self.write_pending(thread).await {
                 return;
             }
-            continue;
         }
-        let n = pending.len();
+    }
+
+    /// Waits for the first event of a batch (one wake-up per batch, not one per event), then lets
+    /// the batch fill for one interval, unless it is full already (`recv_many` took all that was
+    /// queued) or we are stopping. While the writer sleeps no waker is registered, so handlers'
+    /// sends stay cheap.
+    async fn wait_for_batch(&mut self) {
+        tokio::select! {
+            biased;
+            got = self.rx.recv_many(&mut self.pending, self.cfg.batch.get()) => self.closed = got == 0,
+            _ = self.stop.cancelled(), if !self.rx.is_closed() => self.rx.close(),
+        }
+        if !self.closed && !self.rx.is_closed() && self.pending.len() < self.cfg.batch.get() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.interval) => {}
+                _ = self.half_full.notified() => {}
+                _ = self.stop.cancelled(), if !self.rx.is_closed() => self.rx.close(),
+            }
+        }
+    }
+
+    /// Hands the pending batch to the recorder's thread and deals with the outcome.
+    async fn write_pending(&mut self, thread: &BatchThread) -> Next {
+        let n = self.pending.len();
         // The insert blocks (SQLite): it runs on the recorder's own thread, never on a thread
         // that serves requests, and the batch's strings are freed there too.
-        let result = match thread.write(std::mem::take(&mut pending)).await {
+        match thread.write(std::mem::take(&mut self.pending)).await {
             Written::Done(batch, result) => {
-                pending = batch;
-                result
+                self.pending = batch;
+                match result {
+                    Ok(_) => {
+                        self.written(n);
+                        Next::Continue
+                    }
+                    Err(e) => self.failed(&e).await,
+                }
             }
             Written::Panicked(mut batch, panic) => {
                 // A bug in binding the batch: retrying it would panic again.
                 tracing::error!(panic, lost = n, "recorder: the batch writer panicked");
-                metrics.recorder_dropped.inc_by(n as u64);
+                self.metrics.recorder_dropped.inc_by(n as u64);
                 batch.clear();
-                pending = batch;
-                continue;
+                self.pending = batch;
+                Next::Continue
             }
             Written::Gone => {
                 tracing::error!(
                     lost = n,
                     "recorder: the writer thread is gone; recording stops"
                 );
-                metrics.recorder_dropped.inc_by(n as u64);
-                // Count what is queued and what arrives until shutdown as dropped too.
-                loop {
-                    tokio::select! {
-                        got = rx.recv() => match got {
-                            Some(_) => {
-                                metrics.recorder_dropped.inc();
-                            }
-                            None => return,
-                        },
-                        _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
-                    }
-                }
+                self.metrics.recorder_dropped.inc_by(n as u64);
+                self.drop_until_closed().await;
+                Next::Stop
             }
-        };
-        match result {
-            Ok(_) => {
-                metrics.recorder_written.inc_by(n as u64);
-                backoff = cfg.interval;
-                if failures_since_log > 0 {
-                    tracing::info!(
-                        failed_batches = failures_since_log,
-                        "recorder: database writable again"
-                    );
-                    failures_since_log = 0;
-                    last_error_log = None;
-                }
+        }
+    }
+
+    fn written(&mut self, n: usize) {
+        self.metrics.recorder_written.inc_by(n as u64);
+        self.backoff = self.cfg.interval;
+        if self.failures_since_log > 0 {
+            tracing::info!(
+                failed_batches = self.failures_since_log,
+                "recorder: database writable again"
+            );
+            self.failures_since_log = 0;
+            self.last_error_log = None;
+        }
+    }
+
+    /// The database refused the batch: keep it (up to `max_pending`), keep draining the channel
+    /// while backing off, and at shutdown give up after a few quick retries.
+    async fn failed(&mut self, e: &pushwise_store::Error) -> Next {
+        self.metrics.recorder_failed_batches.inc();
+        self.failures_since_log += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now - t >= Duration::from_secs(10))
+        {
+            tracing::error!(error = %e, pending = self.pending.len(), failed_batches = self.failures_since_log,
+                "recorder: cannot write to the database; keeping events and retrying");
+            self.last_error_log = Some(now);
+        }
+        if self.pending.len() > self.cfg.max_pending {
+            let lose = self.pending.len() - self.cfg.max_pending;
+            self.pending.drain(..lose);
+            self.metrics.recorder_dropped.inc_by(lose as u64);
+        }
+        self.drain_while_backing_off().await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        if self.closed {
+            // Shutting down: a few quick retries (a lock may clear), then give up loudly
+            // rather than hold the process hostage to a database that refuses writes.
+            self.backoff = self.backoff.min(Duration::from_millis(500));
+            self.shutdown_failures += 1;
+        }
+        if self.shutdown_failures > 3 {
+            tracing::error!(
+                lost = self.pending.len(),
+                "recorder: giving up on the database at shutdown"
+            );
+            self.metrics
+                .recorder_dropped
+                .inc_by(self.pending.len() as u64);
+            return Next::Stop;
+        }
+        Next::Continue
+    }
+
+    /// Keeps draining the channel while waiting out the backoff, so handlers see room as long as
+    /// memory allows.
+    async fn drain_while_backing_off(&mut self) {
+        let sleep = tokio::time::sleep(self.backoff);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                got = self.rx.recv(), if !self.closed => match got {
+                    Some(e) => self.pending.push(e),
+                    None => self.closed = true,
+                },
+                _ = &mut sleep => break,
+                _ = self.stop.cancelled(), if !self.rx.is_closed() => self.rx.close(),
             }
-            Err(e) => {
-                metrics.recorder_failed_batches.inc();
-                failures_since_log += 1;
-                let now = tokio::time::Instant::now();
-                if last_error_log.is_none_or(|t| now - t >= Duration::from_secs(10)) {
-                    tracing::error!(error = %e, pending = pending.len(), failed_batches = failures_since_log,
-                        "recorder: cannot write to the database; keeping events and retrying");
-                    last_error_log = Some(now);
-                }
-                if pending.len() > cfg.max_pending {
-                    let lose = pending.len() - cfg.max_pending;
-                    pending.drain(..lose);
-                    metrics.recorder_dropped.inc_by(lose as u64);
-                }
-                // Keep draining the channel while we wait, so handlers see room as long as memory allows.
-                let sleep = tokio::time::sleep(backoff);
-                tokio::pin!(sleep);
-                loop {
-                    tokio::select! {
-                        got = rx.recv(), if !closed => match got {
-                            Some(e) => pending.push(e),
-                            None => closed = true,
-                        },
-                        _ = &mut sleep => break,
-                        _ = stop.cancelled(), if !rx.is_closed() => rx.close(),
+        }
+    }
+
+    /// The thread is gone: count what is queued and what arrives until shutdown as dropped.
+    async fn drop_until_closed(&mut self) {
+        loop {
+            tokio::select! {
+                got = self.rx.recv() => match got {
+                    Some(_) => {
+                        self.metrics.recorder_dropped.inc();
                     }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                if closed {
-                    // Shutting down: a few quick retries (a lock may clear), then give up loudly
-                    // rather than hold the process hostage to a database that refuses writes.
-                    backoff = backoff.min(Duration::from_millis(500));
-                    shutdown_failures += 1;
-                }
-                if shutdown_failures > 3 {
-                    tracing::error!(
-                        lost = pending.len(),
-                        "recorder: giving up on the database at shutdown"
-                    );
-                    metrics.recorder_dropped.inc_by(pending.len() as u64);
-                    return;
-                }
+                    None => return,
+                },
+                _ = self.stop.cancelled(), if !self.rx.is_closed() => self.rx.close(),
             }
         }
     }
@@ -278,7 +342,7 @@ async fn write_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pushwise_analyzer::{PushMark, Referer};
+    use pushwise_store::{PushMark, Referer};
 
     fn event(i: i64) -> Event {
         Event {
@@ -323,8 +387,8 @@ mod tests {
         // A 10 s interval: without the half-full wake-up the writer would still be letting its
         // first batch fill when the fourth burst overflows the 1,000-event queue.
         let cfg = RecorderConfig {
-            queue: 1_000,
-            batch: 100,
+            queue: NonZeroUsize::new(1_000).unwrap(),
+            batch: NonZeroUsize::new(100).unwrap(),
             interval: Duration::from_secs(10),
             ..Default::default()
         };

@@ -1,157 +1,214 @@
-//! The accept loop: TLS handshakes, ALPN dispatch to HTTP/2 or HTTP/1.1, and graceful shutdown.
+//! The server's lifecycle: build what connections share, serve a listener until shutdown, and
+//! around it the background work the server owns (push-set reloads, retention, the metrics
+//! listener), then drain the recorder so nothing recorded is lost.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pushwise_analyzer::ClientKeyer;
-use pushwise_analyzer::plan::PushSets;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use pushwise_store::time::now_ms;
+use pushwise_store::{ClientKeyer, PushSets, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::accept::accept_loop;
+use crate::config::Settings;
+use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::origin::Origin;
-use crate::push::ConnState;
-use crate::recorder::Recorder;
+use crate::recorder::{Recorder, RecorderTask};
+use crate::shared::Shared;
 
-/// Everything a connection needs, shared by all of them.
-pub struct Shared {
-    pub config: Config,
-    pub origin: Origin,
-    pub recorder: Option<Recorder>,
-    pub keyer: ClientKeyer,
-    pub sets: Arc<PushSets>,
-    pub metrics: Arc<Metrics>,
-    pub tls: Arc<rustls::ServerConfig>,
-    next_conn: AtomicU64,
+/// A configured server, ready to [`run`](Server::run).
+pub struct Server {
+    shared: Arc<Shared>,
+    store: Store,
+    recorder_task: Option<RecorderTask>,
+    reload_every: Duration,
+    retention: Option<Duration>,
+    metrics_listener: Option<TcpListener>,
 }
 
-impl Shared {
-    pub fn new(
-        config: Config,
-        origin: Origin,
-        recorder: Option<Recorder>,
-        keyer: ClientKeyer,
-        sets: Arc<PushSets>,
-        metrics: Arc<Metrics>,
-        tls: Arc<rustls::ServerConfig>,
-    ) -> Shared {
-        Shared {
-            config,
-            origin,
+/// Serves `listener` with `settings` until `shutdown` resolves (see [`Server::run`]), then
+/// closes the store.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let server = Server::new(settings, store.clone()).await?;
+    server.run(listener, shutdown).await?;
+    store.close().await;
+    Ok(())
+}
+
+impl Server {
+    /// Loads the newest push sets, starts the recorder (unless settings say not to record) and
+    /// prepares what connections share. Fails only when the recorder's thread cannot start.
+    pub async fn new(settings: Settings, store: Store) -> Result<Server, Error> {
+        let keyer = ClientKeyer::new(client_salt(&store).await?);
+        let metrics = Arc::new(Metrics::new());
+        let sets = Arc::new(PushSets::new());
+        if let Err(e) = sets.reload_if_newer(&store).await {
+            tracing::warn!(error = %e, "could not load push sets at start");
+        }
+        publish_sets(&metrics, &sets);
+        let (recorder, recorder_task) = match settings.recorder {
+            None => (None, None),
+            Some(cfg) => {
+                let (r, t) = Recorder::start(store.clone(), cfg, Arc::clone(&metrics))?;
+                (Some(r), Some(t))
+            }
+        };
+        let shared = Arc::new(Shared::new(
+            settings.config,
+            settings.origin,
             recorder,
             keyer,
             sets,
             metrics,
-            tls,
-            next_conn: AtomicU64::new(1),
+            settings.tls,
+        ));
+        Ok(Server {
+            shared,
+            store,
+            recorder_task,
+            reload_every: settings.reload_every,
+            retention: settings.retention,
+            metrics_listener: settings.metrics_listener,
+        })
+    }
+
+    /// The server's metrics, for work the caller runs beside it (the analyzer's pass counters).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Serves `listener` until `shutdown` resolves: stops accepting, lets in-flight requests
+    /// finish within the grace period, stops the background tasks and writes every queued record.
+    /// The store stays open: the caller may share it (the binary's analyzer does) and closes it.
+    pub async fn run(
+        mut self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let bg = CancellationToken::new();
+        let tasks = self.spawn_background(&bg);
+        accept_loop(listener, Arc::clone(&self.shared), shutdown).await;
+        bg.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Some(t) = self.recorder_task.take() {
+            t.drain().await;
+            let m = &self.shared.metrics;
+            tracing::info!(
+                written = m.recorder_written.get(),
+                dropped = m.recorder_dropped.get(),
+                "recorder drained"
+            );
+        }
+        Ok(())
+    }
+
+    fn spawn_background(&mut self, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let metrics = Arc::clone(&self.shared.metrics);
+        if let Some(l) = self.metrics_listener.take() {
+            let (m, stop) = (Arc::clone(&metrics), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                crate::metrics::serve(l, m, stop.cancelled_owned()).await
+            }));
+        }
+        tasks.push(tokio::spawn(reload_loop(
+            self.store.clone(),
+            Arc::clone(&self.shared.sets),
+            metrics,
+            self.reload_every,
+            stop.clone(),
+        )));
+        if let Some(keep) = self.retention.filter(|_| !self.store.is_read_only()) {
+            tasks.push(tokio::spawn(retention_loop(
+                self.store.clone(),
+                keep,
+                stop.clone(),
+            )));
+        }
+        tasks
+    }
+}
+
+/// The client-key salt kept in the store; a read-only database without one yet gets a salt for
+/// this process only (keys are still hashed, they just do not match across restarts).
+async fn client_salt(store: &Store) -> Result<[u8; 32], Error> {
+    match store.salt().await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no stored client salt; using a temporary one");
+            let mut s = [0u8; 32];
+            getrandom::fill(&mut s)
+                .map_err(|e| Error::config(format!("no OS randomness for a client salt: {e}")))?;
+            Ok(s)
         }
     }
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting, lets in-flight streams
-/// finish (up to the configured grace period) and returns.
-///
-/// The caller owns what outlives connections (the recorder's writer): drain it after this returns.
-pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let acceptor = TlsAcceptor::from(Arc::clone(&shared.tls));
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let shared = Arc::clone(&shared);
-        let acceptor = acceptor.clone();
-        let cancel = cancel.clone();
-        let t2 = tracker.clone();
-        tracker.spawn(async move {
-            connection(shared, acceptor, tcp, peer, cancel, t2).await;
-        });
-    }
-    drop(listener);
-    tracing::info!(
-        connections = tracker.len(),
-        "shutting down: finishing in-flight requests"
-    );
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(shared.config.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            tasks = tracker.len(),
-            "grace period over: closing connections with requests still in flight"
-        );
-    }
+fn publish_sets(metrics: &Metrics, sets: &PushSets) {
+    metrics.generation.set(sets.generation());
+    metrics.set_assets.set(sets.asset_count() as i64);
+    metrics.analyzer_pages.set(sets.page_count() as i64);
 }
 
-struct OpenGuard(Arc<Metrics>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open_connections.dec();
-    }
-}
-
-async fn connection(
-    shared: Arc<Shared>,
-    acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+/// Polls the generation number cheaply and swaps in newer push sets; never on the request path.
+async fn reload_loop(
+    store: Store,
+    sets: Arc<PushSets>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: CancellationToken,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let tls =
-        match tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                shared.metrics.tls_handshake_failures.inc();
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match sets.reload_if_newer(&store).await {
+            Ok(true) => {
+                publish_sets(&metrics, &sets);
+                tracing::info!(
+                    generation = sets.generation(),
+                    pages = sets.page_count(),
+                    "loaded push sets"
+                );
             }
-            Err(_) => {
-                shared.metrics.tls_handshake_failures.inc();
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "push-set reload failed; keeping the current sets")
             }
-        };
-    shared.metrics.tls_handshakes.inc();
-    shared.metrics.open_connections.inc();
-    let _open = OpenGuard(Arc::clone(&shared.metrics));
-    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let conn = Arc::new(ConnState::new(id, peer.ip()));
-    let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let started = std::time::Instant::now();
-    if is_h2 {
-        crate::h2conn::serve(Arc::clone(&shared), Arc::clone(&conn), tls, cancel, tracker).await;
-    } else {
-        crate::h1::serve(Arc::clone(&shared), Arc::clone(&conn), tls, cancel).await;
+        }
     }
-    tracing::info!(
-        conn = id,
-        protocol = if is_h2 { "h2" } else { "http/1.1" },
-        requests = conn.requests.load(Ordering::Relaxed),
-        pushes = conn.pushes.load(Ordering::Relaxed),
-        push_refused = conn.push_refused(),
-        secs = started.elapsed().as_secs_f64(),
-        "connection closed"
-    );
+}
+
+/// Deletes events older than `keep`, hourly.
+async fn retention_loop(store: Store, keep: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        match store.prune_events_before(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(
+                deleted = n,
+                days = keep.as_secs() / 86_400,
+                "retention: pruned old events"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention prune failed"),
+        }
+    }
 }

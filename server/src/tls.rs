@@ -7,7 +7,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Builds the server's TLS config from PEM files.
 pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
@@ -26,18 +26,36 @@ pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Erro
     build(certs, key)
 }
 
-/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1` (tests, demos, first runs).
-pub fn self_signed() -> Result<Arc<ServerConfig>, Error> {
+/// A freshly generated self-signed certificate, as PEM (to hand to another process) and DER (for
+/// a client that should trust exactly this certificate).
+#[derive(Debug, Clone)]
+pub struct SelfSigned {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+}
+
+/// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
+pub fn generate_self_signed() -> Result<SelfSigned, Error> {
     let ck = rcgen::generate_simple_self_signed(vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ])
     .map_err(|e| Error::config(format!("generating a self-signed certificate: {e}")))?;
-    let cert = CertificateDer::from(ck.cert.der().to_vec());
-    let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+    Ok(SelfSigned {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.signing_key.serialize_pem(),
+        cert_der: ck.cert.der().to_vec(),
+    })
+}
+
+/// A server configuration with a new self-signed certificate (tests, demos, first runs).
+pub fn self_signed() -> Result<Arc<ServerConfig>, Error> {
+    let s = generate_self_signed()?;
+    let key = PrivateKeyDer::from_pem_slice(s.key_pem.as_bytes())
         .map_err(|e| Error::config(format!("self-signed key: {e}")))?;
-    build(vec![cert], key)
+    build(vec![CertificateDer::from(s.cert_der)], key)
 }
 
 fn build(

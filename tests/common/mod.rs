@@ -152,13 +152,13 @@ pub fn pushwise_json(db: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// Events in the database, read through the store.
-pub fn events(db: &Path) -> Vec<pushwise_analyzer::store::EventRow> {
+pub fn events(db: &Path) -> Vec<pushwise_store::rows::EventRow> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let s = pushwise_analyzer::Store::open(db).await.unwrap();
+        let s = pushwise_store::Store::open(db).await.unwrap();
         let e = s.load_events(i64::MIN).await.unwrap();
         s.close().await;
         e
@@ -176,13 +176,14 @@ pub fn header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
 
 /// Writes a generation whose page-wide set for each `(page, assets)` is exactly `assets`, in order.
 pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
-    use pushwise_analyzer::store::{NewGeneration, PageStat, SetRow};
+    use pushwise_store::Context;
+    use pushwise_store::rows::{AsType, NewGeneration, PageStat, Reason, SetRow};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let s = pushwise_analyzer::Store::open(db).await.unwrap();
+        let s = pushwise_store::Store::open(db).await.unwrap();
         let mut g = NewGeneration {
             created_ms: 1,
             ..Default::default()
@@ -190,7 +191,7 @@ pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
         for (page, assets) in sets {
             g.pages.push(PageStat {
                 page: page.to_string(),
-                context: "*".into(),
+                context: Context::PageWide,
                 views: 100,
                 weighted: 100.0,
                 uses_own: true,
@@ -198,16 +199,16 @@ pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
             for (i, a) in assets.iter().enumerate() {
                 g.assets.push(SetRow {
                     page: page.to_string(),
-                    context: "*".into(),
+                    context: Context::PageWide,
                     asset: a.to_string(),
                     probability: 0.9,
                     support: 100,
                     delay_ms: i as i64,
                     bytes: 1000,
-                    as_type: pushwise_analyzer::event::as_type(a).into(),
+                    as_type: AsType::of(a),
                     in_set: true,
                     position: i as i64,
-                    reason: "ok".into(),
+                    reason: Reason::Ok,
                 });
             }
         }

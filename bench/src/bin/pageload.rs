@@ -3,11 +3,15 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use pushwise_bench::loader::{LoadConfig, insecure_tls, load_page, median_p90};
+use pushwise_bench::loader::{LoadConfig, load_page, median_p90, tls_with_verifier};
 use pushwise_bench::proxy::DelayProxy;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 #[derive(Parser)]
 struct Args {
@@ -38,7 +42,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let proxy = DelayProxy::start(a.server, Duration::from_millis(a.rtt_ms)).await?;
-    let tls = insecure_tls();
+    // The servers under test use throw-away self-signed certificates: accept any (bench only).
+    let tls = tls_with_verifier(|provider| Arc::new(AcceptAny(provider)));
     let cfg = LoadConfig {
         connect: proxy.addr,
         authority: format!("localhost:{}", a.server.port()),
@@ -75,4 +80,41 @@ async fn main() -> anyhow::Result<()> {
         serde_json::json!({"label": a.label, "median_ms": med, "p90_ms": p90, "loads": samples.len(), "pushed_used": used, "pushed_wasted": wasted})
     );
     Ok(())
+}
+
+/// Accepts any server certificate (signatures still checked): benchmarks against local
+/// servers with throw-away certificates only. Never reachable from `pushwise`.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

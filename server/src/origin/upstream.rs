@@ -53,11 +53,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 impl Upstream {
     /// `base` must be `http://host:port` (an optional path prefix is kept).
-    pub fn new(base: Uri, timeout: Duration) -> Result<Self, String> {
+    pub fn new(base: Uri, timeout: Duration) -> Result<Self, crate::error::Error> {
         if base.scheme_str() != Some("http") || base.authority().is_none() {
-            return Err(format!(
+            return Err(crate::error::Error::config(format!(
                 "upstream must be an http://HOST:PORT URL, got {base}"
-            ));
+            )));
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);

@@ -224,7 +224,7 @@ impl BatchIds<'_> {
                     let s = s.unwrap_or_default();
                     *id = *fresh
                         .get(s)
-                        .ok_or_else(|| Error::invalid(format!("no dictionary id for {s:?}")))?;
+                        .ok_or_else(|| Error::corrupt(format!("no dictionary id for {s:?}")))?;
                 }
             }
         }
@@ -355,7 +355,7 @@ mod tests {
                     cacheable: bits & 8 != 0,
                     holdout: bits & 16 != 0,
                     push,
-                    ..crate::store::tests::ev(0, None)
+                    ..crate::db::tests::ev(0, None)
                 };
                 let f = Flags::of(&e);
                 assert_eq!(f.referer_external(), bits & 1 == 1);

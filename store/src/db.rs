@@ -1,7 +1,8 @@
-//! The store: every SQL statement pushwise runs lives in this module, behind a narrow typed API.
+//! The [`Store`]: every SQL statement pushwise runs lives in this module, behind a narrow typed API.
 //!
 //! Why one module: the server must never grow ad-hoc queries on its request path, and a second
-//! backend (PostgreSQL for fleets) has one place to be taught.
+//! backend (PostgreSQL for fleets) has one place to be taught. The seam for it: callers see only
+//! `Store`'s methods and the row types of [`crate::rows`], never a pool, a driver type or SQL.
 
 mod compact;
 mod writer;
@@ -11,12 +12,16 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
 
+use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
+use crate::rows::{
+    AsType, EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow,
+    Probability, Reason, SetRow, ThresholdRow,
+};
 use compact::{Flags, StringIds, add_strings, insert_chunks};
 pub use writer::EventWriter;
 
@@ -27,96 +32,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 const INSERT_CHUNK: usize = 500;
 
 /// A handle to pushwise's database. Cheap to clone.
+///
+/// Today the backend is SQLite (a file beside the server); every method is written so that a
+/// PostgreSQL backend can stand behind the same signatures.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     read_only: bool,
     strings: StringIds,
-}
-
-/// One event as the learner reads it back (the columns it needs, nothing else).
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: i64,
-    pub ts_ms: i64,
-    pub client: i64,
-    pub conn_id: i64,
-    pub path: String,
-    pub status: u16,
-    pub bytes: i64,
-    pub referer: Option<String>,
-    pub referer_external: bool,
-    pub is_page: bool,
-    pub browser: bool,
-    pub cacheable: bool,
-    pub push: i64,
-    pub holdout: bool,
-}
-
-/// One candidate asset of one page and context, as the analyzer wrote it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SetRow {
-    pub page: String,
-    pub context: String,
-    #[serde(rename = "path")]
-    pub asset: String,
-    pub probability: f64,
-    pub support: i64,
-    pub delay_ms: i64,
-    pub bytes: i64,
-    pub as_type: String,
-    pub in_set: bool,
-    pub position: i64,
-    pub reason: String,
-}
-
-/// Views of one page in one context, per generation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PageStat {
-    pub page: String,
-    pub context: String,
-    pub views: i64,
-    pub weighted: f64,
-    pub uses_own: bool,
-}
-
-/// Summary of a generation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Generation {
-    pub id: i64,
-    pub created_ms: i64,
-    pub events: i64,
-    pub views: i64,
-    pub pages: i64,
-    pub duration_ms: i64,
-}
-
-/// A complete new generation of push sets, written in one transaction.
-#[derive(Debug, Clone, Default)]
-pub struct NewGeneration {
-    pub created_ms: i64,
-    pub events: i64,
-    pub views: i64,
-    pub duration_ms: i64,
-    pub pages: Vec<PageStat>,
-    pub assets: Vec<SetRow>,
-}
-
-/// Threshold in force for one page (or globally when `page` is empty).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ThresholdRow {
-    pub page: String,
-    pub probability: Option<f64>,
-    pub min_support: Option<i64>,
-}
-
-/// An operator's pin (always push) or ban (never push).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PinRow {
-    pub page: String,
-    pub asset: String,
-    pub action: String,
 }
 
 impl Store {
@@ -179,17 +103,17 @@ impl Store {
     pub async fn salt(&self) -> Result<[u8; 32], Error> {
         if let Some(hex_salt) = self.setting("client_salt").await? {
             let bytes = hex::decode(&hex_salt)
-                .map_err(|_| Error::invalid("stored client salt is corrupt"))?;
+                .map_err(|_| Error::corrupt("stored client salt is corrupt"))?;
             let salt: [u8; 32] = bytes
                 .try_into()
-                .map_err(|_| Error::invalid("stored client salt has the wrong length"))?;
+                .map_err(|_| Error::corrupt("stored client salt has the wrong length"))?;
             return Ok(salt);
         }
         // The salt is what keeps client keys from being reversed to addresses by brute force over
         // the IPv4 space: it comes from the operating system's CSPRNG, never a seeded PRNG.
         let mut salt = [0u8; 32];
         getrandom::fill(&mut salt)
-            .map_err(|e| Error::invalid(format!("no OS randomness for the client salt: {e}")))?;
+            .map_err(|e| Error::system(format!("no OS randomness for the client salt: {e}")))?;
         sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('client_salt', ?)")
             .bind(hex::encode(salt))
             .execute(&self.pool)
@@ -197,10 +121,10 @@ impl Store {
         // Another process may have won the race: read back what is stored.
         let stored = self.setting("client_salt").await?.unwrap_or_default();
         let bytes =
-            hex::decode(stored).map_err(|_| Error::invalid("stored client salt is corrupt"))?;
+            hex::decode(stored).map_err(|_| Error::corrupt("stored client salt is corrupt"))?;
         bytes
             .try_into()
-            .map_err(|_| Error::invalid("stored client salt has the wrong length"))
+            .map_err(|_| Error::corrupt("stored client salt has the wrong length"))
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
@@ -318,7 +242,7 @@ impl Store {
         let text = |id: i64| {
             dict.get(&id)
                 .cloned()
-                .ok_or_else(|| Error::invalid(format!("event refers to unknown string id {id}")))
+                .ok_or_else(|| Error::corrupt(format!("event refers to unknown string id {id}")))
         };
         let mut out = Vec::new();
         {
@@ -403,7 +327,7 @@ impl Store {
             qb.push_values(chunk, |mut b, p| {
                 b.push_bind(id)
                     .push_bind(&p.page)
-                    .push_bind(&p.context)
+                    .push_bind(p.context.as_str())
                     .push_bind(p.views)
                     .push_bind(p.weighted)
                     .push_bind(p.uses_own);
@@ -418,16 +342,16 @@ impl Store {
             qb.push_values(chunk, |mut b, a| {
                 b.push_bind(id)
                     .push_bind(&a.page)
-                    .push_bind(&a.context)
+                    .push_bind(a.context.as_str())
                     .push_bind(&a.asset)
                     .push_bind(a.probability)
                     .push_bind(a.support)
                     .push_bind(a.delay_ms)
                     .push_bind(a.bytes)
-                    .push_bind(&a.as_type)
+                    .push_bind(a.as_type.as_str())
                     .push_bind(a.in_set)
                     .push_bind(a.position)
-                    .push_bind(&a.reason);
+                    .push_bind(a.reason.as_str());
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -461,22 +385,25 @@ impl Store {
         .bind(page)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SetRow {
-                page: r.get(0),
-                context: r.get(1),
-                asset: r.get(2),
-                probability: r.get(3),
-                support: r.get(4),
-                delay_ms: r.get(5),
-                bytes: r.get(6),
-                as_type: r.get(7),
-                in_set: r.get(8),
-                position: r.get(9),
-                reason: r.get(10),
+        rows.into_iter()
+            .map(|r| {
+                Ok(SetRow {
+                    page: r.get(0),
+                    context: context(r.get(1))?,
+                    asset: r.get(2),
+                    probability: r.get(3),
+                    support: r.get(4),
+                    delay_ms: r.get(5),
+                    bytes: r.get(6),
+                    as_type: AsType::parse(r.get(7)),
+                    in_set: r.get(8),
+                    position: r.get(9),
+                    reason: Reason::parse(r.get(10)).ok_or_else(|| {
+                        Error::corrupt(format!("unknown reason {:?}", r.get::<String, _>(10)))
+                    })?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn page_stats(
@@ -492,16 +419,17 @@ impl Store {
         .bind(page)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PageStat {
-                page: r.get(0),
-                context: r.get(1),
-                views: r.get(2),
-                weighted: r.get(3),
-                uses_own: r.get(4),
+        rows.into_iter()
+            .map(|r| {
+                Ok(PageStat {
+                    page: r.get(0),
+                    context: context(r.get(1))?,
+                    views: r.get(2),
+                    weighted: r.get(3),
+                    uses_own: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {
@@ -523,23 +451,9 @@ impl Store {
     pub async fn set_threshold(
         &self,
         page: Option<&str>,
-        probability: Option<f64>,
-        min_support: Option<i64>,
+        probability: Option<Probability>,
+        min_support: Option<MinSupport>,
     ) -> Result<(), Error> {
-        if let Some(p) = probability
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(Error::invalid(format!(
-                "threshold must be between 0 and 1, got {p}"
-            )));
-        }
-        if let Some(m) = min_support
-            && m < 1
-        {
-            return Err(Error::invalid(format!(
-                "minimum support must be at least 1, got {m}"
-            )));
-        }
         sqlx::query(
             "INSERT INTO thresholds (page, probability, min_support) VALUES (?1, ?2, ?3) \
              ON CONFLICT (page) DO UPDATE SET \
@@ -547,8 +461,8 @@ impl Store {
                min_support = COALESCE(excluded.min_support, thresholds.min_support)",
         )
         .bind(page.unwrap_or(""))
-        .bind(probability)
-        .bind(min_support)
+        .bind(probability.map(Probability::get))
+        .bind(min_support.map(MinSupport::get))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -567,36 +481,38 @@ impl Store {
         let rows = sqlx::query("SELECT page, asset, action FROM pins ORDER BY page, asset")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PinRow {
-                page: r.get(0),
-                asset: r.get(1),
-                action: r.get(2),
+        rows.into_iter()
+            .map(|r| {
+                let action: String = r.get(2);
+                Ok(PinRow {
+                    page: r.get(0),
+                    asset: r.get(1),
+                    action: PinAction::parse(&action)
+                        .ok_or_else(|| Error::corrupt(format!("unknown pin action {action:?}")))?,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Pins (`"pin"`), bans (`"ban"`) or clears (`None`) an asset for a page.
+    /// Pins, bans or clears (`None`) an asset for a page.
     pub async fn set_pin(
         &self,
         page: &str,
         asset: &str,
-        action: Option<&str>,
+        action: Option<PinAction>,
     ) -> Result<(), Error> {
         match action {
-            Some(a @ ("pin" | "ban")) => {
+            Some(a) => {
                 sqlx::query(
                     "INSERT INTO pins (page, asset, action) VALUES (?, ?, ?) \
                      ON CONFLICT (page, asset) DO UPDATE SET action = excluded.action",
                 )
                 .bind(page)
                 .bind(asset)
-                .bind(a)
+                .bind(a.as_str())
                 .execute(&self.pool)
                 .await?;
             }
-            Some(other) => return Err(Error::invalid(format!("unknown pin action {other:?}"))),
             None => {
                 sqlx::query("DELETE FROM pins WHERE page = ? AND asset = ?")
                     .bind(page)
@@ -607,6 +523,11 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A stored context name, back as a [`Context`].
+fn context(name: String) -> Result<Context, Error> {
+    Context::parse(&name).ok_or_else(|| Error::corrupt(format!("unknown context {name:?}")))
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
-//! One recorded request, and the request-time facts derived for it: client key, referer, UA class, context.
+//! One recorded request (an [`Event`]), how an asset reached the client, and the reduced Referer.
 
 use std::borrow::Cow;
-
-use sha2::{Digest, Sha256};
 
 /// How an asset reached the client on this event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,122 +191,6 @@ pub fn normalize_path(path: &str, keep_query: bool) -> String {
     }
 }
 
-/// True when a User-Agent looks like an interactive browser (which fetches subresources).
-///
-/// Crawlers, monitors, feed readers and command-line clients fetch pages only, so pushing to them
-/// is waste; the analyzer learns them as a separate context.
-pub fn is_browser(user_agent: Option<&str>) -> bool {
-    let Some(ua) = user_agent else { return false };
-    if !ua.starts_with("Mozilla/") {
-        return false;
-    }
-    let lower = ua.to_ascii_lowercase();
-    const NOT_BROWSERS: [&str; 12] = [
-        "bot",
-        "crawl",
-        "spider",
-        "slurp",
-        "monitor",
-        "feed",
-        "preview",
-        "fetch",
-        "python",
-        "curl",
-        "wget",
-        "lighthouse",
-    ];
-    !NOT_BROWSERS.iter().any(|w| lower.contains(w))
-}
-
-/// The request context a push set is learned and chosen for: UA class × entering or navigating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Context {
-    pub browser: bool,
-    pub entry: bool,
-}
-
-impl Context {
-    pub const ALL: [Context; 4] = [
-        Context {
-            browser: true,
-            entry: true,
-        },
-        Context {
-            browser: true,
-            entry: false,
-        },
-        Context {
-            browser: false,
-            entry: true,
-        },
-        Context {
-            browser: false,
-            entry: false,
-        },
-    ];
-
-    pub fn of(browser: bool, referer: &Referer) -> Context {
-        Context {
-            browser,
-            entry: referer.is_entry(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match (self.browser, self.entry) {
-            (true, true) => "browser/entry",
-            (true, false) => "browser/internal",
-            (false, true) => "other/entry",
-            (false, false) => "other/internal",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Context> {
-        Context::ALL.into_iter().find(|c| c.name() == name)
-    }
-}
-
-/// Hashes IP + User-Agent with the database's secret salt, so raw IPs are never stored.
-#[derive(Clone)]
-pub struct ClientKeyer {
-    salt: [u8; 32],
-}
-
-impl ClientKeyer {
-    pub fn new(salt: [u8; 32]) -> Self {
-        ClientKeyer { salt }
-    }
-
-    pub fn key(&self, ip: &str, user_agent: Option<&str>) -> i64 {
-        let mut h = Sha256::new();
-        h.update(self.salt);
-        h.update(ip.as_bytes());
-        h.update([0u8]);
-        h.update(user_agent.unwrap_or("").as_bytes());
-        let out = h.finalize();
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&out[..8]);
-        i64::from_be_bytes(b)
-    }
-}
-
-/// The `as=` value of a preload link for an asset path (by extension).
-pub fn as_type(path: &str) -> &'static str {
-    let ext = path
-        .rsplit('/')
-        .next()
-        .and_then(|f| f.rsplit_once('.'))
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "css" => "style",
-        "js" | "mjs" => "script",
-        "woff" | "woff2" | "ttf" | "otf" | "eot" => "font",
-        "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "avif" | "ico" | "bmp" => "image",
-        _ => "fetch",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,26 +253,5 @@ mod tests {
             Referer::reduce(Some("android-app://x"), &hosts, false),
             Referer::External
         );
-    }
-
-    #[test]
-    fn bots_and_tools_are_not_browsers() {
-        assert!(is_browser(Some(
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120 Safari/537.36"
-        )));
-        assert!(!is_browser(Some(
-            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-        )));
-        assert!(!is_browser(Some("curl/8.0")));
-        assert!(!is_browser(Some("nghttp2/1.52.0")));
-        assert!(!is_browser(None));
-    }
-
-    #[test]
-    fn client_key_depends_on_salt_and_never_contains_the_ip() {
-        let a = ClientKeyer::new([1; 32]).key("10.0.0.1", Some("ua"));
-        let b = ClientKeyer::new([2; 32]).key("10.0.0.1", Some("ua"));
-        assert_ne!(a, b);
-        assert_eq!(a, ClientKeyer::new([1; 32]).key("10.0.0.1", Some("ua")));
     }
 }

@@ -1,0 +1,300 @@
+//! Attribution: group recorded requests into page views and tie every other request to the view
+//! that caused it (by Referer chains, else by time on the same connection).
+
+use std::collections::HashMap;
+
+use pushwise_store::rows::EventRow;
+use pushwise_store::{Context, PushMark, UaClass};
+
+use crate::params::LearnParams;
+
+/// One page view and what it needed.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub page: u32,
+    pub ts_ms: i64,
+    pub context: Context,
+    pub holdout: bool,
+    /// Assets the client asked for (2xx or 304), with delay after the page request, deduplicated.
+    pub needed: Vec<(u32, i64)>,
+    /// Assets pushed, hinted or skipped-as-cached on this view: their need is unknown here.
+    pub unknown: Vec<u32>,
+}
+
+/// What is known of an asset across all events.
+#[derive(Debug, Clone, Default)]
+pub struct AssetInfo {
+    pub bytes_sum: i64,
+    pub bytes_n: i64,
+    pub cacheable: bool,
+    pub saw_ok: bool,
+    pub last_status: u16,
+}
+
+impl AssetInfo {
+    pub fn typical_bytes(&self) -> i64 {
+        if self.bytes_n == 0 {
+            0
+        } else {
+            self.bytes_sum / self.bytes_n
+        }
+    }
+}
+
+/// Page views with interned paths.
+#[derive(Debug, Default)]
+pub struct Views {
+    pub paths: Vec<String>,
+    pub info: Vec<AssetInfo>,
+    pub views: Vec<View>,
+    /// Events that matched no view (ignored), for the summary.
+    pub unattributed: usize,
+}
+
+struct Interner {
+    ids: HashMap<String, u32>,
+    paths: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, p: &str) -> u32 {
+        if let Some(&id) = self.ids.get(p) {
+            return id;
+        }
+        let id = self.paths.len() as u32;
+        self.paths.push(p.to_string());
+        self.ids.insert(p.to_string(), id);
+        id
+    }
+}
+
+fn is_useful_status(s: u16) -> bool {
+    (200..300).contains(&s) || s == 304
+}
+
+/// A page request the client made itself (not a push mark): it opens a view.
+fn opens_view(e: &EventRow) -> bool {
+    e.is_page && e.push == 0
+}
+
+/// What every event says about its path: size, cacheability, last status.
+fn asset_info(events: &[EventRow], ids: &[u32], n_paths: usize) -> Vec<AssetInfo> {
+    let mut info = vec![
+        AssetInfo {
+            cacheable: true,
+            ..Default::default()
+        };
+        n_paths
+    ];
+    for (e, &id) in events.iter().zip(ids) {
+        let i = &mut info[id as usize];
+        if matches!(
+            PushMark::from_i64(e.push),
+            PushMark::SkippedDigest | PushMark::Hinted
+        ) {
+            continue; // not a response
+        }
+        i.cacheable &= e.cacheable;
+        if e.status == 200 {
+            i.saw_ok = true;
+            i.bytes_sum += e.bytes.max(0);
+            i.bytes_n += 1;
+        }
+        if e.status != 0 {
+            i.last_status = e.status;
+        }
+    }
+    info
+}
+
+/// Groups events into page views and attributes every other request to the view that caused it:
+/// by Referer (a page, or an asset already attributed, so page → CSS → image chains work), else
+/// by time on the same connection. Events that match no view are ignored.
+pub fn attribute(events: &[EventRow], p: &LearnParams) -> Views {
+    let mut interner = Interner {
+        ids: HashMap::new(),
+        paths: Vec::new(),
+    };
+    let ids: Vec<u32> = events.iter().map(|e| interner.id(&e.path)).collect();
+    let info = asset_info(events, &ids, interner.paths.len());
+
+    // Order by client, then time, then arrival.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_unstable_by_key(|&i| (events[i].client, events[i].ts_ms, events[i].id));
+
+    let mut views: Vec<View> = Vec::new();
+    let mut unattributed = 0;
+    for client in order.chunk_by(|&a, &b| events[a].client == events[b].client) {
+        let mut c = Client {
+            events,
+            ids: &ids,
+            interner: &interner,
+            p,
+            views: &mut views,
+            by_page: HashMap::new(),
+            by_conn: HashMap::new(),
+            attributed: HashMap::new(),
+        };
+        unattributed += c.attribute(client);
+    }
+    for v in &mut views {
+        v.unknown.sort_unstable();
+        v.unknown.dedup();
+        let unknown = &v.unknown;
+        v.needed.sort_unstable();
+        v.needed.dedup_by_key(|(a, _)| *a);
+        v.needed.retain(|(a, _)| unknown.binary_search(a).is_err());
+    }
+    Views {
+        paths: interner.paths,
+        info,
+        views,
+        unattributed,
+    }
+}
+
+/// One client's events being attributed, with its indexes of views and attributed assets.
+struct Client<'a> {
+    events: &'a [EventRow],
+    ids: &'a [u32],
+    interner: &'a Interner,
+    p: &'a LearnParams,
+    views: &'a mut Vec<View>,
+    /// page id -> this client's views of it (indices into `views`, in time order)
+    by_page: HashMap<u32, Vec<usize>>,
+    by_conn: HashMap<i64, Vec<usize>>,
+    /// asset id -> (ts, view) of this client's attributed requests, for Referer chains
+    attributed: HashMap<u32, Vec<(i64, usize)>>,
+}
+
+impl Client<'_> {
+    /// Attributes one client's events (sorted by time); returns how many matched no view.
+    fn attribute(&mut self, idx: &[usize]) -> usize {
+        let base = self.views.len();
+        self.open_views(idx);
+        if self.views.len() == base {
+            return idx.iter().filter(|&&i| !self.events[i].is_page).count();
+        }
+        let first: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| !opens_view(&self.events[i]))
+            .collect();
+        // A Referer may name an asset attributed later in time order (shuffled logs): what finds
+        // no view in the first round gets a second chance once the rest is attributed.
+        let (mut unmatched, deferred) = self.attach_all(first, true);
+        unmatched += self.attach_all(deferred, false).0;
+        unmatched
+    }
+
+    /// Opens a view for each page request.
+    fn open_views(&mut self, idx: &[usize]) {
+        for &i in idx {
+            let e = &self.events[i];
+            if !(opens_view(e) && is_useful_status(e.status)) {
+                continue;
+            }
+            let vi = self.views.len();
+            self.views.push(View {
+                page: self.ids[i],
+                ts_ms: e.ts_ms,
+                context: Context::from_parts(UaClass::from_browser(e.browser), e.referer.is_none()),
+                holdout: e.holdout,
+                needed: Vec::new(),
+                unknown: Vec::new(),
+            });
+            self.by_page.entry(self.ids[i]).or_default().push(vi);
+            self.by_conn.entry(e.conn_id).or_default().push(vi);
+        }
+    }
+
+    /// Attaches each event to its view. Returns (unmatched, deferred): with `may_defer`, an event
+    /// whose Referer finds no view yet is deferred instead of counted as unmatched.
+    fn attach_all(&mut self, todo: Vec<usize>, may_defer: bool) -> (usize, Vec<usize>) {
+        let mut unmatched = 0;
+        let mut deferred = Vec::new();
+        let events = self.events;
+        for i in todo {
+            let e = &events[i];
+            let view = match e.referer.as_deref() {
+                Some(r) => match self.view_by_referer(r, e.ts_ms) {
+                    None if may_defer => {
+                        deferred.push(i);
+                        continue;
+                    }
+                    v => v,
+                },
+                None => self
+                    .by_conn
+                    .get(&e.conn_id)
+                    .and_then(|vs| pick_view(self.views, vs, e.ts_ms, 1_000, self.p.window_ms)),
+            };
+            match view {
+                Some(v) => self.attach(i, v),
+                None => unmatched += 1,
+            }
+        }
+        (unmatched, deferred)
+    }
+
+    /// The view a request with Referer `r` at `ts` belongs to: a view of the page it names, else
+    /// the view of the asset it names (page → CSS → image chains).
+    fn view_by_referer(&self, r: &str, ts: i64) -> Option<usize> {
+        let p = self.p;
+        let rid = self.interner.ids.get(r).copied()?;
+        let from_page = self
+            .by_page
+            .get(&rid)
+            .and_then(|vs| pick_view(self.views, vs, ts, p.clock_skew_ms, p.referer_horizon_ms));
+        from_page.or_else(|| {
+            let list = self.attributed.get(&rid)?;
+            list.iter()
+                .rev()
+                .find(|(t, _)| *t <= ts + p.clock_skew_ms)
+                .or_else(|| list.first())
+                .map(|&(_, v)| v)
+        })
+    }
+
+    /// Records event `i` as needed (or unknown, when pushed/hinted/skipped) by view `v`.
+    fn attach(&mut self, i: usize, v: usize) {
+        let e = &self.events[i];
+        let asset = self.ids[i];
+        let view = &mut self.views[v];
+        if asset == view.page {
+            return;
+        }
+        let delay = (e.ts_ms - view.ts_ms).max(0);
+        match PushMark::from_i64(e.push) {
+            PushMark::Requested => {
+                if is_useful_status(e.status) {
+                    view.needed.push((asset, delay));
+                }
+            }
+            _ => view.unknown.push(asset),
+        }
+        self.attributed.entry(asset).or_default().push((e.ts_ms, v));
+    }
+}
+
+/// The view (from `candidates`, in time order) an event at `ts` belongs to: the latest at or
+/// before `ts` within `horizon`, else the earliest logged up to `skew` after it.
+fn pick_view(
+    views: &[View],
+    candidates: &[usize],
+    ts: i64,
+    skew: i64,
+    horizon: i64,
+) -> Option<usize> {
+    let pos = candidates.partition_point(|&v| views[v].ts_ms <= ts);
+    if pos > 0 {
+        let v = candidates[pos - 1];
+        if ts - views[v].ts_ms <= horizon {
+            return Some(v);
+        }
+    }
+    candidates
+        .get(pos)
+        .copied()
+        .filter(|&v| views[v].ts_ms - ts <= skew)
+}

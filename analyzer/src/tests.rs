@@ -1,0 +1,272 @@
+//! Tests of the learner as a whole: attribution, estimates and selection on small event streams.
+
+use pushwise_store::Context;
+use pushwise_store::rows::{EventRow, PinAction, Reason, SetRow};
+
+use crate::attribute::{Views, attribute};
+use crate::estimate::{Estimates, estimate};
+use crate::params::{LearnParams, SelectParams};
+use crate::select::select;
+
+/// A tiny builder of event rows for one client.
+struct Ev {
+    rows: Vec<EventRow>,
+}
+
+impl Ev {
+    fn new() -> Self {
+        Ev { rows: Vec::new() }
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        client: i64,
+        conn: i64,
+        ts: i64,
+        path: &str,
+        page: bool,
+        referer: Option<&str>,
+        push: i64,
+        bytes: i64,
+    ) -> &mut Self {
+        let id = self.rows.len() as i64 + 1;
+        self.rows.push(EventRow {
+            id,
+            ts_ms: ts,
+            client,
+            conn_id: conn,
+            path: path.into(),
+            status: 200,
+            bytes,
+            referer: referer.map(String::from),
+            referer_external: false,
+            is_page: page,
+            browser: true,
+            cacheable: true,
+            push,
+            holdout: false,
+        });
+        self
+    }
+    fn page(&mut self, client: i64, ts: i64, path: &str) -> &mut Self {
+        self.add(client, client, ts, path, true, None, 0, 3000)
+    }
+    fn asset(&mut self, client: i64, ts: i64, path: &str, referer: Option<&str>) -> &mut Self {
+        self.add(client, client, ts, path, false, referer, 0, 1000)
+    }
+}
+
+fn probability(views: &Views, est: &Estimates, page: &str, asset: &str) -> (f64, i64) {
+    let pid = views.paths.iter().position(|p| p == page).unwrap() as u32;
+    let aid = views.paths.iter().position(|p| p == asset).unwrap() as u32;
+    let pe = &est[&(pid, Context::PageWide)];
+    pe.probability(&pe.assets[&aid])
+}
+
+#[test]
+fn referer_chains_attribute_css_images_to_the_page_view() {
+    let mut e = Ev::new();
+    e.page(1, 0, "/a.html")
+        .asset(1, 100, "/site.css", Some("/a.html"))
+        .asset(1, 200, "/bg.png", Some("/site.css"))
+        .page(1, 60_000, "/b.html")
+        .asset(1, 60_100, "/b.png", Some("/b.html"));
+    let v = attribute(&e.rows, &LearnParams::default());
+    assert_eq!(v.views.len(), 2);
+    let names = |i: usize| -> Vec<&str> {
+        v.views[i]
+            .needed
+            .iter()
+            .map(|(a, _)| v.paths[*a as usize].as_str())
+            .collect()
+    };
+    let mut a = names(0);
+    a.sort();
+    assert_eq!(a, ["/bg.png", "/site.css"]);
+    assert_eq!(names(1), ["/b.png"]);
+}
+
+#[test]
+fn shuffled_seconds_still_attribute_by_referer_and_chain() {
+    // The image is logged before its CSS, and both before the page (log aggregation).
+    let mut e = Ev::new();
+    e.asset(1, 1_000, "/bg.png", Some("/site.css"))
+        .asset(1, 2_000, "/site.css", Some("/a.html"))
+        .page(1, 3_000, "/a.html");
+    let v = attribute(&e.rows, &LearnParams::default());
+    assert_eq!(v.views.len(), 1);
+    assert_eq!(v.views[0].needed.len(), 2);
+}
+
+#[test]
+fn time_window_attributes_refererless_requests_on_the_same_connection_only() {
+    let mut e = Ev::new();
+    e.page(1, 0, "/a.html")
+        .asset(1, 5_000, "/near.js", None)
+        .asset(1, 30_000, "/late.js", None)
+        .add(1, 99, 1_000, "/other-conn.js", false, None, 0, 10);
+    let v = attribute(&e.rows, &LearnParams::default());
+    let got: Vec<&str> = v.views[0]
+        .needed
+        .iter()
+        .map(|(a, _)| v.paths[*a as usize].as_str())
+        .collect();
+    assert_eq!(got, ["/near.js"]);
+    assert_eq!(v.unattributed, 2);
+}
+
+#[test]
+fn decay_makes_recent_views_count_more() {
+    let day = 86_400_000;
+    let mut e = Ev::new();
+    // 10 old views fetched /old.png; 10 recent views fetched /new.png.
+    for c in 0..10 {
+        e.page(c, 0, "/p").asset(c, 10, "/old.png", Some("/p"));
+    }
+    for c in 10..20 {
+        e.page(c, 28 * day, "/p")
+            .asset(c, 28 * day + 10, "/new.png", Some("/p"));
+    }
+    let v = attribute(&e.rows, &LearnParams::default());
+    let est = estimate(&v.views, 28 * day, 7 * day);
+    let (p_old, _) = probability(&v, &est, "/p", "/old.png");
+    let (p_new, _) = probability(&v, &est, "/p", "/new.png");
+    // Weights 1/16 vs 1: old = (10/16) / (10/16 + 10) ≈ 0.059, new ≈ 0.94.
+    assert!((p_old - 0.0588).abs() < 0.01, "{p_old}");
+    assert!((p_new - 0.941).abs() < 0.01, "{p_new}");
+}
+
+#[test]
+fn pushed_views_do_not_bias_the_estimate() {
+    // True need: 40%. Pushed on 90 of 100 views: those say nothing; 10 holdout views decide.
+    let mut e = Ev::new();
+    for c in 0..100 {
+        e.page(c, c * 1000, "/p");
+        if c < 90 {
+            e.add(c, c, c * 1000 + 1, "/a.css", false, Some("/p"), 1, 500);
+        } else if c < 94 {
+            e.asset(c, c * 1000 + 5, "/a.css", Some("/p"));
+        }
+    }
+    let v = attribute(&e.rows, &LearnParams::default());
+    let est = estimate(&v.views, 100_000, i64::MAX / 4);
+    let (p, support) = probability(&v, &est, "/p", "/a.css");
+    assert_eq!(support, 10);
+    assert!((p - 0.4).abs() < 1e-6, "{p}");
+}
+
+fn learn_select(e: &Ev, sp: &SelectParams) -> Vec<SetRow> {
+    let v = attribute(&e.rows, &LearnParams::default());
+    let mut est = estimate(&v.views, 0, i64::MAX / 4);
+    select(&v, &mut est, sp)
+        .1
+        .into_iter()
+        .filter(|r| r.context.is_page_wide())
+        .collect()
+}
+
+fn many_views(n: i64, assets: &[(&str, i64, i64)]) -> Ev {
+    // assets: (path, views out of n that fetch it, bytes)
+    let mut e = Ev::new();
+    for c in 0..n {
+        e.page(c, 0, "/p");
+        for (i, (a, k, b)) in assets.iter().enumerate() {
+            if c < *k {
+                e.add(c, c, 10 + i as i64, a, false, Some("/p"), 0, *b);
+            }
+        }
+    }
+    e
+}
+
+#[test]
+fn thresholds_support_and_overrides_decide_membership() {
+    let e = many_views(30, &[("/hot.css", 30, 100), ("/warm.js", 12, 100)]);
+    let rows = learn_select(&e, &SelectParams::default());
+    let r = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().clone();
+    assert!(r("/hot.css").in_set);
+    assert_eq!(r("/warm.js").reason, Reason::BelowThreshold);
+    let mut sp = SelectParams::default();
+    sp.overrides.insert("/p".into(), (Some(0.3), None));
+    let rows = learn_select(&e, &sp);
+    assert!(rows.iter().find(|r| r.asset == "/warm.js").unwrap().in_set);
+    let sp = SelectParams {
+        min_support: 50,
+        ..Default::default()
+    };
+    let rows = learn_select(&e, &sp);
+    assert!(rows.iter().all(|r| r.reason == Reason::LowSupport));
+}
+
+#[test]
+fn count_and_byte_caps_keep_the_earliest_assets() {
+    let e = many_views(
+        25,
+        &[
+            ("/1.css", 25, 300_000),
+            ("/2.js", 25, 300_000),
+            ("/3.png", 25, 10),
+            ("/4.png", 25, 10),
+        ],
+    );
+    let rows = learn_select(&e, &SelectParams::default());
+    let reason = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().reason;
+    assert_eq!(reason("/1.css"), Reason::Ok);
+    assert_eq!(reason("/2.js"), Reason::OverBytes);
+    assert_eq!(reason("/3.png"), Reason::Ok);
+    let sp = SelectParams {
+        max_count: 2,
+        ..Default::default()
+    };
+    let rows = learn_select(&e, &sp);
+    let reason = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().reason;
+    assert_eq!(reason("/4.png"), Reason::OverCount);
+}
+
+#[test]
+fn pins_and_bans_override_the_estimate() {
+    let e = many_views(25, &[("/a.css", 25, 100), ("/b.js", 2, 100)]);
+    let mut sp = SelectParams::default();
+    sp.pins.insert(
+        "/p".into(),
+        vec![
+            ("/a.css".into(), PinAction::Ban),
+            ("/b.js".into(), PinAction::Pin),
+        ],
+    );
+    let rows = learn_select(&e, &sp);
+    let r = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().clone();
+    assert_eq!(r("/a.css").reason, Reason::Banned);
+    assert!(r("/b.js").in_set);
+    assert_eq!(r("/b.js").reason, Reason::Pinned);
+}
+
+#[test]
+fn contexts_with_enough_views_get_their_own_set() {
+    // Browsers entering the site fetch the CSS; bots never do.
+    let mut e = Ev::new();
+    for c in 0..30 {
+        e.page(c, 0, "/p").asset(c, 5, "/a.css", Some("/p"));
+    }
+    for c in 100..160 {
+        e.page(c, 0, "/p");
+        e.rows.last_mut().unwrap().browser = false;
+    }
+    let v = attribute(&e.rows, &LearnParams::default());
+    let mut est = estimate(&v.views, 0, i64::MAX / 4);
+    let (stats, rows) = select(&v, &mut est, &SelectParams::default());
+    let own = |ctx: Context| stats.iter().find(|s| s.context == ctx).map(|s| s.uses_own);
+    assert_eq!(own(Context::BrowserEntry), Some(true));
+    assert_eq!(own(Context::OtherEntry), Some(true));
+    assert!(
+        rows.iter()
+            .any(|r| r.context == Context::BrowserEntry && r.asset == "/a.css" && r.in_set)
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.context == Context::OtherEntry && r.in_set)
+    );
+    // Page-wide: 30 of 90 views = 0.33 < 0.5: not in the page-wide set.
+    assert!(!rows.iter().any(|r| r.context.is_page_wide() && r.in_set));
+}

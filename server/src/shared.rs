@@ -1,0 +1,52 @@
+//! What every connection shares: the validated configuration, the origin, the recorder, the
+//! client keyer, the push sets in memory, the metrics and the TLS configuration.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pushwise_store::{ClientKeyer, PushSets};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::origin::Origin;
+use crate::recorder::Recorder;
+
+/// Everything a connection needs, shared by all of them.
+pub struct Shared {
+    pub config: Config,
+    pub origin: Origin,
+    pub recorder: Option<Recorder>,
+    pub keyer: ClientKeyer,
+    pub sets: Arc<PushSets>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Arc<rustls::ServerConfig>,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        origin: Origin,
+        recorder: Option<Recorder>,
+        keyer: ClientKeyer,
+        sets: Arc<PushSets>,
+        metrics: Arc<Metrics>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Shared {
+        Shared {
+            config,
+            origin,
+            recorder,
+            keyer,
+            sets,
+            metrics,
+            tls,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A new connection id (ids are unique per process, starting at 1).
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,84 @@
+//! `pushwise threshold`: show, set or clear the probability threshold and minimum support.
+
+use std::io::Write;
+use std::path::Path;
+
+use pushwise_analyzer::SelectParams;
+use serde::Serialize;
+
+use crate::cli::ThresholdCmd;
+use crate::open::{open_existing, open_store};
+use crate::output::{out, page_arg, print_json, table};
+
+pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
+    match c {
+        ThresholdCmd::Set {
+            value,
+            page,
+            min_support,
+        } => {
+            let page = page.as_deref().map(page_arg);
+            let store = open_store(db).await?;
+            store
+                .set_threshold(page.as_deref(), Some(value), min_support)
+                .await?;
+            writeln!(
+                out(),
+                "threshold {} {}{} (used from the next analyzer pass)",
+                value.get(),
+                page.as_deref()
+                    .map_or("globally".to_string(), |p| format!("for {p}")),
+                min_support.map_or(String::new(), |m| format!(", minimum support {}", m.get()))
+            )?;
+        }
+        ThresholdCmd::Show { json } => {
+            let store = open_existing(db).await?;
+            let rows = store.thresholds().await?;
+            let d = SelectParams::default();
+            if json {
+                #[derive(Serialize)]
+                struct J {
+                    defaults: (f64, i64),
+                    settings: Vec<pushwise_store::rows::ThresholdRow>,
+                }
+                return print_json(&J {
+                    defaults: (d.threshold, d.min_support),
+                    settings: rows,
+                });
+            }
+            let mut t = table(&["page", "threshold", "min support"]);
+            t.add_row(vec![
+                "(built-in default)".into(),
+                d.threshold.to_string(),
+                d.min_support.to_string(),
+            ]);
+            for r in rows {
+                t.add_row(vec![
+                    if r.page.is_empty() {
+                        "(global)".into()
+                    } else {
+                        r.page
+                    },
+                    r.probability.map_or("-".into(), |v| v.to_string()),
+                    r.min_support.map_or("-".into(), |v| v.to_string()),
+                ]);
+            }
+            writeln!(out(), "{t}")?;
+        }
+        ThresholdCmd::Clear { page } => {
+            let page = page.as_deref().map(page_arg);
+            let store = open_existing(db).await?;
+            let removed = store.clear_threshold(page.as_deref()).await?;
+            writeln!(
+                out(),
+                "{}",
+                if removed {
+                    "cleared"
+                } else {
+                    "nothing to clear"
+                }
+            )?;
+        }
+    }
+    Ok(())
+}

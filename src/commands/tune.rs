@@ -1,0 +1,118 @@
+//! `pushwise tune`: score thresholds on a time-ordered split and recommend (or apply) one.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+use pushwise_analyzer::tune::{self, Objective, TunePoint, TuneReport};
+use pushwise_store::Store;
+use pushwise_store::rows::{MinSupport, Probability};
+
+use crate::cli::{ObjectiveArg, TuneArgs};
+use crate::open::open_existing;
+use crate::output::{out, print_json, table};
+
+pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
+    let store = open_existing(db).await?;
+    let lp = a.learn.params();
+    let objective = match a.objective {
+        ObjectiveArg::F1 => Objective::F1,
+        ObjectiveArg::Bytes => Objective::BytesRatio,
+    };
+    let report = tune::tune(&store, &lp, objective, a.train_share).await?;
+    if let Some(p) = &a.plot {
+        std::fs::write(p, tune::plot(&report))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.apply
+        && let Some(r) = &report.recommended
+    {
+        apply(&store, r).await?;
+    }
+    if a.json {
+        return print_json(&report);
+    }
+    print_report(&report, &a)
+}
+
+/// Stores a recommendation as the global threshold and minimum support.
+pub async fn apply(store: &Store, r: &TunePoint) -> anyhow::Result<()> {
+    store
+        .set_threshold(
+            None,
+            Some(Probability::new(r.threshold)?),
+            Some(MinSupport::new(r.min_support)?),
+        )
+        .await?;
+    Ok(())
+}
+
+fn print_report(report: &TuneReport, a: &TuneArgs) -> anyhow::Result<()> {
+    let mut o = out();
+    writeln!(
+        o,
+        "learned on {} page views, scored on the {} newer ones",
+        report.train_views, report.test_views
+    )?;
+    let Some(rec) = &report.recommended else {
+        writeln!(
+            o,
+            "not enough data to recommend a threshold (need page views with assets on both sides of the split)"
+        )?;
+        return Ok(());
+    };
+    let mut t = table(&[
+        "threshold",
+        "precision",
+        "recall",
+        "F1",
+        "pushed/view",
+        "wasted bytes/view",
+    ]);
+    for p in report
+        .grid
+        .iter()
+        .filter(|p| p.min_support == rec.min_support)
+    {
+        t.add_row(vec![
+            format!(
+                "{:.2}{}",
+                p.threshold,
+                if p.threshold == rec.threshold {
+                    " *"
+                } else {
+                    ""
+                }
+            ),
+            format!("{:.3}", p.precision),
+            format!("{:.3}", p.recall),
+            format!("{:.3}", p.f1),
+            format!("{:.2}", p.pushed_per_view),
+            format!("{:.0}", p.wasted_bytes_per_view),
+        ]);
+    }
+    writeln!(o, "at minimum support {}:\n{t}", rec.min_support)?;
+    writeln!(
+        o,
+        "recommended: threshold {:.2}, minimum support {} (precision {:.3}, recall {:.3}, {:.0} wasted bytes per view)\nrule: {}",
+        rec.threshold,
+        rec.min_support,
+        rec.precision,
+        rec.recall,
+        rec.wasted_bytes_per_view,
+        report.rule
+    )?;
+    if a.apply {
+        writeln!(o, "applied as the global setting")?;
+    } else {
+        writeln!(
+            o,
+            "apply with: pushwise threshold set {:.2} --min-support {}",
+            rec.threshold, rec.min_support
+        )?;
+    }
+    if let Some(p) = &a.plot {
+        writeln!(o, "chart written to {}", p.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! How commands print: human tables (comfy-table), stable JSON with `--json`, and the page
+//! arguments operators type, normalised the way the store keys pages.
+
+use std::io::Write;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+/// A table with the project's look and `header` as its first row.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().copied());
+    t
+}
+
+/// Pretty JSON on stdout, one document.
+pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A page as operators type it (`blog/`, `/blog/?x=1`) in the form the store keys it (`/blog/`).
+pub fn page_arg(p: &str) -> String {
+    let p = pushwise_store::event::normalize_path(p.trim(), false);
+    if p.starts_with('/') {
+        p
+    } else {
+        format!("/{p}")
+    }
+}
+
+pub fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+/// A progress bar on stderr (hidden when `quiet`), in the project's style.
+pub fn bar(len: u64, msg: &'static str, quiet: bool) -> indicatif::ProgressBar {
+    let b = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len)
+    };
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_message(msg);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_arg;
+
+    #[test]
+    fn pages_are_keyed_with_a_leading_slash_and_no_query() {
+        assert_eq!(page_arg("blog/"), "/blog/");
+        assert_eq!(page_arg(" /blog/?x=1#top "), "/blog/");
+        assert_eq!(page_arg(""), "/");
+    }
+}

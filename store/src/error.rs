@@ -1,0 +1,64 @@
+//! The store's public error type, with private kinds so callers match on meaning, not on sqlx.
+
+use thiserror::Error as ThisError;
+
+/// An error from the store: the database refused, the migrations failed, or a value was refused.
+#[derive(Debug, ThisError)]
+#[error(transparent)]
+pub struct Error {
+    kind: Kind,
+}
+
+#[derive(Debug, ThisError)]
+enum Kind {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// From the recorder's own SQLite connection (see `db::writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data that cannot be what pushwise wrote (a corrupt salt, an unknown string id).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The operating system refused something the store needs (randomness for the salt).
+    #[error("{0}")]
+    System(String),
+}
+
+impl Error {
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Corrupt(msg.into()),
+        }
+    }
+
+    pub(crate) fn system(msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::System(msg.into()),
+        }
+    }
+
+    /// True when the error came from the database (locked, read-only, full, corrupt, migrations).
+    pub fn is_database(&self) -> bool {
+        !matches!(self.kind, Kind::System(_))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error { kind: e.into() }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error { kind: e.into() }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error { kind: e.into() }
+    }
+}

@@ -1,0 +1,22 @@
+//! pushwise's store: the only code that speaks SQL, and the vocabulary the server and the analyzer
+//! share (events, contexts, client keys, the in-memory push sets).
+//!
+//! Data flows one way through it: the server's recorder writes [`Event`]s, the analyzer reads them
+//! back as [`rows::EventRow`]s and writes a generation of push sets, and the server reads that
+//! generation into [`PushSets`]. Neither the server nor the analyzer writes SQL of its own.
+
+pub mod client_key;
+pub mod context;
+mod db;
+pub mod error;
+pub mod event;
+pub mod rows;
+pub mod sets;
+pub mod time;
+
+pub use client_key::ClientKeyer;
+pub use context::{Context, UaClass};
+pub use db::{EventWriter, MIGRATOR, Store};
+pub use error::Error;
+pub use event::{Event, PushMark, Referer};
+pub use sets::PushSets;

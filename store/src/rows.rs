@@ -1,0 +1,353 @@
+//! The typed rows the store reads and writes: events as the learner reads them, push-set
+//! candidates, page statistics, generations, thresholds and pins, with their closed sets of names.
+
+use serde::{Serialize, Serializer};
+
+use crate::context::Context;
+
+/// One event as the learner reads it back (the columns it needs, nothing else).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub client: i64,
+    pub conn_id: i64,
+    pub path: String,
+    pub status: u16,
+    pub bytes: i64,
+    pub referer: Option<String>,
+    pub referer_external: bool,
+    pub is_page: bool,
+    pub browser: bool,
+    pub cacheable: bool,
+    pub push: i64,
+    pub holdout: bool,
+}
+
+/// Why a candidate asset is in its set or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Ok,
+    Pinned,
+    BelowThreshold,
+    LowSupport,
+    OverCount,
+    OverBytes,
+    NotCacheable,
+    Not200,
+    Banned,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::Ok,
+        Reason::Pinned,
+        Reason::BelowThreshold,
+        Reason::LowSupport,
+        Reason::OverCount,
+        Reason::OverBytes,
+        Reason::NotCacheable,
+        Reason::Not200,
+        Reason::Banned,
+    ];
+
+    /// The name stored in `set_assets.reason` and shown by `sets show`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::Pinned => "pinned",
+            Reason::BelowThreshold => "below threshold",
+            Reason::LowSupport => "low support",
+            Reason::OverCount => "over count",
+            Reason::OverBytes => "over bytes",
+            Reason::NotCacheable => "not cacheable",
+            Reason::Not200 => "not 200",
+            Reason::Banned => "banned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// True for the reasons that put an asset into its set.
+    pub fn in_set(self) -> bool {
+        matches!(self, Reason::Ok | Reason::Pinned)
+    }
+}
+
+/// The `as=` value of a preload link (the request destination a browser should use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AsType {
+    Style,
+    Script,
+    Font,
+    Image,
+    Fetch,
+}
+
+impl AsType {
+    /// The destination of an asset path, by its extension.
+    pub fn of(path: &str) -> AsType {
+        let ext = path
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.rsplit_once('.'))
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "css" => AsType::Style,
+            "js" | "mjs" => AsType::Script,
+            "woff" | "woff2" | "ttf" | "otf" | "eot" => AsType::Font,
+            "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "avif" | "ico" | "bmp" => {
+                AsType::Image
+            }
+            _ => AsType::Fetch,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsType::Style => "style",
+            AsType::Script => "script",
+            AsType::Font => "font",
+            AsType::Image => "image",
+            AsType::Fetch => "fetch",
+        }
+    }
+
+    /// The inverse of [`AsType::as_str`]; anything else is a plain fetch.
+    pub fn parse(s: &str) -> AsType {
+        [AsType::Style, AsType::Script, AsType::Font, AsType::Image]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .unwrap_or(AsType::Fetch)
+    }
+}
+
+/// Serializes a closed-set value as its stored name.
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(Reason, AsType, PinAction);
+
+/// One candidate asset of one page and context, as the analyzer wrote it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetRow {
+    pub page: String,
+    pub context: Context,
+    #[serde(rename = "path")]
+    pub asset: String,
+    pub probability: f64,
+    pub support: i64,
+    pub delay_ms: i64,
+    pub bytes: i64,
+    pub as_type: AsType,
+    pub in_set: bool,
+    pub position: i64,
+    pub reason: Reason,
+}
+
+/// Views of one page in one context, per generation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PageStat {
+    pub page: String,
+    pub context: Context,
+    pub views: i64,
+    pub weighted: f64,
+    pub uses_own: bool,
+}
+
+/// Summary of a generation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Generation {
+    pub id: i64,
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub pages: i64,
+    pub duration_ms: i64,
+}
+
+/// A complete new generation of push sets, written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct NewGeneration {
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub duration_ms: i64,
+    pub pages: Vec<PageStat>,
+    pub assets: Vec<SetRow>,
+}
+
+/// A value outside the range a setting accepts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{what} must be {range}, got {got}")]
+pub struct OutOfRange {
+    what: &'static str,
+    range: &'static str,
+    got: String,
+}
+
+/// A probability threshold, in 0..=1 by construction.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Probability(f64);
+
+impl Probability {
+    pub fn new(p: f64) -> Result<Probability, OutOfRange> {
+        if (0.0..=1.0).contains(&p) {
+            Ok(Probability(p))
+        } else {
+            Err(OutOfRange {
+                what: "a probability threshold",
+                range: "between 0 and 1",
+                got: p.to_string(),
+            })
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Probability {
+    type Err = OutOfRange;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let p: f64 = s.trim().parse().map_err(|_| OutOfRange {
+            what: "a probability threshold",
+            range: "a number between 0 and 1",
+            got: format!("{s:?}"),
+        })?;
+        Probability::new(p)
+    }
+}
+
+/// The least number of views that must back an estimate, at least 1 by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MinSupport(i64);
+
+impl MinSupport {
+    pub fn new(n: i64) -> Result<MinSupport, OutOfRange> {
+        if n >= 1 {
+            Ok(MinSupport(n))
+        } else {
+            Err(OutOfRange {
+                what: "the minimum support",
+                range: "at least 1",
+                got: n.to_string(),
+            })
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for MinSupport {
+    type Err = OutOfRange;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let n: i64 = s.trim().parse().map_err(|_| OutOfRange {
+            what: "the minimum support",
+            range: "a whole number of at least 1",
+            got: format!("{s:?}"),
+        })?;
+        MinSupport::new(n)
+    }
+}
+
+/// Threshold in force for one page (or globally when `page` is empty).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThresholdRow {
+    pub page: String,
+    pub probability: Option<f64>,
+    pub min_support: Option<i64>,
+}
+
+/// What an operator said of an asset on a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinAction {
+    /// Always push it.
+    Pin,
+    /// Never push it.
+    Ban,
+}
+
+impl PinAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinAction::Pin => "pin",
+            PinAction::Ban => "ban",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PinAction> {
+        match s {
+            "pin" => Some(PinAction::Pin),
+            "ban" => Some(PinAction::Ban),
+            _ => None,
+        }
+    }
+}
+
+/// An operator's pin (always push) or ban (never push).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PinRow {
+    pub page: String,
+    pub asset: String,
+    pub action: PinAction,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_name_parses_back_and_only_ok_and_pinned_are_in_the_set() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(r.in_set(), matches!(r, Reason::Ok | Reason::Pinned));
+        }
+    }
+
+    #[test]
+    fn preload_destinations_follow_the_extension() {
+        assert_eq!(AsType::of("/css/a.CSS"), AsType::Style);
+        assert_eq!(AsType::of("/js/app.mjs"), AsType::Script);
+        assert_eq!(AsType::of("/f/x.woff2"), AsType::Font);
+        assert_eq!(AsType::of("/i/x.webp"), AsType::Image);
+        assert_eq!(AsType::of("/api/data"), AsType::Fetch);
+        for a in [
+            AsType::Style,
+            AsType::Script,
+            AsType::Font,
+            AsType::Image,
+            AsType::Fetch,
+        ] {
+            assert_eq!(AsType::parse(a.as_str()), a);
+        }
+    }
+
+    #[test]
+    fn thresholds_outside_zero_to_one_and_supports_below_one_are_refused() {
+        assert!(Probability::new(0.0).is_ok() && Probability::new(1.0).is_ok());
+        assert!(Probability::new(1.01).is_err() && Probability::new(-0.1).is_err());
+        assert!(Probability::new(f64::NAN).is_err());
+        assert!("0.3".parse::<Probability>().is_ok());
+        assert!("x".parse::<Probability>().is_err());
+        assert!(MinSupport::new(0).is_err() && MinSupport::new(1).is_ok());
+        assert_eq!(
+            "0".parse::<MinSupport>().unwrap_err().to_string(),
+            "the minimum support must be at least 1, got 0"
+        );
+    }
+}
