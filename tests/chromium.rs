@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::time::Duration;
 
 use common::*;
@@ -13,53 +11,41 @@ const THINK: Duration = Duration::from_millis(1500);
 
 /// An HTTP/1.1 application serving examples/site that takes THINK to produce each HTML page.
 fn start_slow_site() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { return };
-            std::thread::spawn(move || {
-                let Some(req) = read_request_head(&mut c) else {
-                    return;
-                };
-                let mut path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                if path.ends_with('/') {
-                    path.push_str("index.html");
-                }
-                let ct = match path.rsplit('.').next().unwrap_or("") {
-                    "html" => "text/html; charset=utf-8",
-                    "css" => "text/css",
-                    "js" => "text/javascript",
-                    "svg" => "image/svg+xml",
-                    "png" => "image/png",
-                    "woff2" => "font/woff2",
-                    _ => "application/octet-stream",
-                };
-                if ct.starts_with("text/html") {
-                    std::thread::sleep(THINK);
-                }
-                let (status, body) = match std::fs::read(site().join(path.trim_start_matches('/')))
-                {
-                    Ok(b) if !path.contains("..") => ("200 OK", b),
-                    _ => ("404 Not Found", b"not found".to_vec()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: public, max-age=600\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = c.write_all(head.as_bytes());
-                let _ = c.write_all(&body);
-            });
+    http1_app(|req| {
+        let mut path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+        if path.ends_with('/') {
+            path.push_str("index.html");
         }
-    });
-    port
+        let ct = match path.rsplit('.').next().unwrap_or("") {
+            "html" => "text/html; charset=utf-8",
+            "css" => "text/css",
+            "js" => "text/javascript",
+            "svg" => "image/svg+xml",
+            "png" => "image/png",
+            "woff2" => "font/woff2",
+            _ => "application/octet-stream",
+        };
+        if ct.starts_with("text/html") {
+            std::thread::sleep(THINK);
+        }
+        let (status, body) = match std::fs::read(site().join(path.trim_start_matches('/'))) {
+            Ok(b) if !path.contains("..") => ("200 OK", b),
+            _ => ("404 Not Found", b"not found".to_vec()),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: public, max-age=600\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    })
 }
 
 #[test]
 fn headless_chromium_fetches_hinted_assets_before_the_page_arrives() {
     let port = start_slow_site();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pushwise.db");
+    let (dir, db) = temp_db();
     let set = [
         "/css/site.css",
         "/js/app.js",

@@ -255,14 +255,7 @@ fn thresholds_and_pins_change_the_next_generation() {
 
 #[test]
 fn live_traffic_served_to_nghttp_learns_each_pages_assets() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--analyze-every",
-        "0",
-        "--push-mode",
-        "off",
-    ]);
+    let mut s = serve_site(&["--push-mode", "off"]);
     pushwise(&s.db, &["threshold", "set", "0.5", "--min-support", "5"]);
     let sitemap = SiteMap::scan(&site()).unwrap();
     let mut client = 0;

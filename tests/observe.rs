@@ -9,8 +9,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn scrape_after_a_busy_run() -> (Server, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pushwise.db");
+    let (dir, db) = temp_db();
     prepare_sets(
         &db,
         &[("/", &["/css/site.css", "/js/app.js", "/img/logo.svg"])],
@@ -170,15 +169,7 @@ fn every_metric_the_dashboard_queries_is_exported() {
 
 #[test]
 fn json_logs_are_one_json_object_per_line() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--log-format",
-        "json",
-        "--access-log",
-        "--analyze-every",
-        "0",
-    ]);
+    let mut s = serve_site(&["--log-format", "json", "--access-log"]);
     nghttp(&[&s.url("/")]);
     assert_eq!(s.stop(), 0);
     let log = s.stderr();

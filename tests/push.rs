@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
-
 use common::*;
 
 const HOME_SET: [&str; 6] = [
@@ -18,8 +15,7 @@ const HOME_SET: [&str; 6] = [
 ];
 
 fn server_with_home_set(extra: &[&str]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pushwise.db");
+    let (dir, db) = temp_db();
     prepare_sets(
         &db,
         &[
@@ -247,49 +243,39 @@ fn http1_page_views_get_preload_links_not_pushes() {
 
 /// An HTTP/1.1 app whose tracker script sets a cookie: it must never be pushed.
 fn start_app() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { return };
-            let Some(req) = read_request_head(&mut c) else {
-                continue;
-            };
-            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-            if path == "/slow" {
-                // An application that thinks before answering: hints should not wait for it.
-                std::thread::sleep(std::time::Duration::from_millis(800));
-            }
-            let (ct, extra, body) = match path.as_str() {
-                "/" | "/slow" => (
-                    "text/html",
-                    "",
-                    "<html><link rel=stylesheet href=/a.css></html>",
-                ),
-                "/a.css" => (
-                    "text/css",
-                    "Cache-Control: public, max-age=60\r\n",
-                    "body{}",
-                ),
-                "/tracker.js" => ("text/javascript", "Set-Cookie: id=1\r\n", "track()"),
-                "/private.js" => ("text/javascript", "Cache-Control: private\r\n", "me()"),
-                _ => ("text/plain", "", "nope"),
-            };
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = c.write_all(resp.as_bytes());
+    http1_app(|req| {
+        let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+        if path == "/slow" {
+            // An application that thinks before answering: hints should not wait for it.
+            std::thread::sleep(std::time::Duration::from_millis(800));
         }
-    });
-    port
+        let (ct, extra, body) = match path.as_str() {
+            "/" | "/slow" => (
+                "text/html",
+                "",
+                "<html><link rel=stylesheet href=/a.css></html>",
+            ),
+            "/a.css" => (
+                "text/css",
+                "Cache-Control: public, max-age=60\r\n",
+                "body{}",
+            ),
+            "/tracker.js" => ("text/javascript", "Set-Cookie: id=1\r\n", "track()"),
+            "/private.js" => ("text/javascript", "Cache-Control: private\r\n", "me()"),
+            _ => ("text/plain", "", "nope"),
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
 }
 
 #[test]
 fn set_cookie_and_private_assets_are_never_pushed_from_an_upstream() {
     let port = start_app();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pushwise.db");
+    let (dir, db) = temp_db();
     prepare_sets(&db, &[("/", &["/tracker.js", "/a.css", "/private.js"])]);
     let up = format!("http://127.0.0.1:{port}");
     let s = Server::start_with_db(
@@ -320,8 +306,7 @@ fn at(out: &str, needle: &str) -> f64 {
 #[test]
 fn early_hints_and_promises_go_out_before_a_slow_upstream_answers() {
     let port = start_app();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("pushwise.db");
+    let (dir, db) = temp_db();
     prepare_sets(&db, &[("/slow", &["/a.css"])]);
     let up = format!("http://127.0.0.1:{port}");
     let s = Server::start_with_db(

@@ -99,14 +99,7 @@ fn h2load_counts(out: &str) -> (u64, u64) {
 
 #[test]
 fn sigterm_during_load_leaves_exactly_as_many_rows_as_responses_sent() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--analyze-every",
-        "0",
-        "--shutdown-grace",
-        "15",
-    ]);
+    let mut s = serve_site(&["--shutdown-grace", "15"]);
     let load = Command::new("h2load")
         .args([
             "-n",
@@ -145,14 +138,7 @@ fn sigterm_during_load_leaves_exactly_as_many_rows_as_responses_sent() {
 
 #[test]
 fn a_locked_database_keeps_the_server_answering_and_loses_no_events() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--analyze-every",
-        "0",
-        "--batch-interval-ms",
-        "50",
-    ]);
+    let mut s = serve_site(&["--batch-interval-ms", "50"]);
     nghttp(&[&s.url("/")]);
     std::thread::sleep(Duration::from_millis(300));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,13 +187,7 @@ fn a_locked_database_keeps_the_server_answering_and_loses_no_events() {
 
 #[test]
 fn no_record_writes_no_events() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--no-record",
-        "--analyze-every",
-        "0",
-    ]);
+    let mut s = serve_site(&["--no-record"]);
     nghttp(&[&s.url("/")]);
     assert_eq!(s.stop(), 0);
     assert!(events(&s.db).is_empty());
@@ -273,14 +253,7 @@ fn a_read_only_database_file_keeps_the_server_answering_200() {
 
 #[test]
 fn kill_9_loses_at_most_the_batch_in_flight_and_leaves_a_readable_database() {
-    let mut s = Server::start(&[
-        "--root",
-        site().to_str().unwrap(),
-        "--analyze-every",
-        "0",
-        "--batch-interval-ms",
-        "50",
-    ]);
+    let mut s = serve_site(&["--batch-interval-ms", "50"]);
     for _ in 0..5 {
         assert!(nghttp(&[&s.url("/about.html")]).contains(":status: 200"));
     }

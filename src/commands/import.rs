@@ -31,33 +31,7 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
     };
     let mut reports: Vec<(String, ImportReport, f64)> = Vec::new();
     for f in &a.files {
-        let started = Instant::now();
-        let name = f.display().to_string();
-        let (reader, size): (Box<dyn std::io::Read>, u64) = if name == "-" {
-            (Box::new(std::io::stdin()), 0)
-        } else {
-            let file = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
-            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            (Box::new(file), size)
-        };
-        let bar = if size > 0 {
-            indicatif::ProgressBar::new(size)
-        } else {
-            indicatif::ProgressBar::new_spinner()
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_message(name.clone());
-        let report = import_reader(&store, reader, &opts, |n| bar.set_position(n))
-            .await
-            .with_context(|| format!("importing {name}"))?;
-        bar.finish_and_clear();
-        reports.push((name, report, started.elapsed().as_secs_f64()));
+        reports.push(import_file(&store, f, &opts).await?);
     }
     if a.json {
         #[derive(Serialize)]
@@ -99,4 +73,40 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Imports one file (`-` is standard input) with a progress bar; returns its name, its report and
+/// the seconds it took.
+async fn import_file(
+    store: &pushwise_store::Store,
+    f: &Path,
+    opts: &ImportOptions,
+) -> anyhow::Result<(String, ImportReport, f64)> {
+    let started = Instant::now();
+    let name = f.display().to_string();
+    let (reader, size): (Box<dyn std::io::Read>, u64) = if name == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let file = std::fs::File::open(f).with_context(|| format!("cannot open {name}"))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), size)
+    };
+    let bar = if size > 0 {
+        indicatif::ProgressBar::new(size)
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(name.clone());
+    let report = import_reader(store, reader, opts, |n| bar.set_position(n))
+        .await
+        .with_context(|| format!("importing {name}"))?;
+    bar.finish_and_clear();
+    Ok((name, report, started.elapsed().as_secs_f64()))
 }

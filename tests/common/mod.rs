@@ -153,15 +153,26 @@ pub fn pushwise_json(db: &Path, args: &[&str]) -> serde_json::Value {
 
 /// Events in the database, read through the store.
 pub fn events(db: &Path) -> Vec<pushwise_store::rows::EventRow> {
+    with_store(
+        db,
+        |s| async move { s.load_events(i64::MIN).await.unwrap() },
+    )
+}
+
+/// Runs `f` on the store at `db` (opened, and closed afterwards) on a runtime of its own.
+pub fn with_store<T, F: std::future::Future<Output = T>>(
+    db: &Path,
+    f: impl FnOnce(pushwise_store::Store) -> F,
+) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let s = pushwise_store::Store::open(db).await.unwrap();
-        let e = s.load_events(i64::MIN).await.unwrap();
+        let out = f(s.clone()).await;
         s.close().await;
-        e
+        out
     })
 }
 
@@ -178,12 +189,7 @@ pub fn header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
 pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
     use pushwise_store::Context;
     use pushwise_store::rows::{AsType, NewGeneration, PageStat, Reason, SetRow};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let s = pushwise_store::Store::open(db).await.unwrap();
+    with_store(db, |s| async move {
         let mut g = NewGeneration {
             created_ms: 1,
             ..Default::default()
@@ -213,7 +219,6 @@ pub fn prepare_sets(db: &Path, sets: &[(&str, &[&str])]) {
             }
         }
         s.write_generation(&g).await.unwrap();
-        s.close().await;
     });
 }
 
@@ -270,4 +275,41 @@ pub fn read_request_head(c: &mut impl std::io::Read) -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// A fresh temporary directory and the path of a database inside it (not created yet).
+pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pushwise.db");
+    (dir, db)
+}
+
+/// `pushwise serve --root examples/site --analyze-every 0` plus `extra`, on a fresh database.
+pub fn serve_site(extra: &[&str]) -> Server {
+    let root = site();
+    let mut args = vec!["--root", root.to_str().unwrap(), "--analyze-every", "0"];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A test HTTP/1.1 application on `127.0.0.1:0`: for each connection (on its own thread) the
+/// request head goes to `respond`, whose bytes are written back before the connection closes.
+/// Returns the port.
+pub fn http1_app(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let respond = std::sync::Arc::new(respond);
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let respond = std::sync::Arc::clone(&respond);
+            std::thread::spawn(move || {
+                if let Some(req) = read_request_head(&mut c) {
+                    let _ = c.write_all(&respond(&req));
+                }
+            });
+        }
+    });
+    port
 }
