@@ -39,31 +39,9 @@ PY
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
   -days 2 -subj "/CN=localhost" >/dev/null 2>&1
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# nginx, tuned for a fair comparison: keepalive_requests high (h2load does not reconnect).
+source bench/lib.sh
 NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<NGX
-worker_processes $(nproc);
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  include /etc/nginx/mime.types;
-  sendfile on;
-  keepalive_requests 10000000;
-  http2_max_requests 10000000;
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl http2;
-    ssl_certificate $WORK/cert.pem;
-    ssl_certificate_key $WORK/key.pem;
-    root $WORK/www;
-  }
-}
-NGX
-nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' 2>"$WORK/nginx/stderr" &
+start_nginx "$WORK" "$WORK/www" "$WORK/cert.pem" "$WORK/key.pem" "$NGINX_PORT"
 
 start_pushwise() { # name, extra args...
   local name=$1; shift

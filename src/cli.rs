@@ -221,10 +221,15 @@ pub struct AnalyzeArgs {
     /// Run one pass and exit.
     #[arg(long)]
     pub once: bool,
+    /// Forget the learned counts and count every retained event again, then exit. Needed after
+    /// changing --half-life-hours or --window-secs (a pass refuses counts built with other values);
+    /// takes the time of reading every event once, in bounded memory, with a progress bar.
+    #[arg(long, conflicts_with = "once")]
+    pub rebuild: bool,
     /// Seconds between passes when not --once.
     #[arg(long, default_value_t = 60)]
     pub every: u64,
-    /// Print the pass summary as JSON.
+    /// Print the pass summary as JSON (events read, page views counted, watermark, duration...).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -266,6 +271,10 @@ pub struct TuneArgs {
     /// Share of page views (oldest first) to learn on; the rest is scored.
     #[arg(long, default_value_t = 0.7)]
     pub train_share: f64,
+    /// Replay only the newest this many recorded events (memory grows with it).
+    #[arg(long, default_value_t = pushwise_analyzer::tune::WINDOW_EVENTS,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub window_events: i64,
     /// Store the recommended threshold and minimum support as the global setting.
     #[arg(long)]
     pub apply: bool,

@@ -253,6 +253,32 @@ fn thresholds_and_pins_change_the_next_generation() {
     assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
 }
 
+/// Every page's candidates as (context, path) → (probability, in set), from `sets show --json`.
+fn learned_sets(
+    db: &std::path::Path,
+    pages: &[pushwise_bench::site::Page],
+) -> std::collections::BTreeMap<(String, String, String), (f64, bool)> {
+    let mut out = std::collections::BTreeMap::new();
+    for page in pages {
+        let show = pushwise_json(db, &["sets", "show", &page.path, "--json"]);
+        let mut rows: Vec<serde_json::Value> = show[0]["assets"].as_array().unwrap().clone();
+        for list in show[0]["by_context"].as_object().unwrap().values() {
+            rows.extend(list.as_array().unwrap().iter().cloned());
+        }
+        for r in rows {
+            out.insert(
+                (
+                    page.path.clone(),
+                    r["context"].as_str().unwrap().to_string(),
+                    r["path"].as_str().unwrap().to_string(),
+                ),
+                (r["probability"].as_f64().unwrap(), r["in_set"] == true),
+            );
+        }
+    }
+    out
+}
+
 #[test]
 fn live_traffic_served_to_nghttp_learns_each_pages_assets() {
     let mut s = serve_site(&["--push-mode", "off"]);
@@ -284,9 +310,15 @@ fn live_traffic_served_to_nghttp_learns_each_pages_assets() {
                 assert!(o.status.success(), "{}", text(&o));
             }
         }
+        // A pass between the rounds: the next one reads only what is new (and the open sessions).
+        pushwise(&s.db, &["analyze", "--once"]);
     }
     assert_eq!(s.stop(), 0);
-    pushwise(&s.db, &["analyze", "--once"]);
+    let pass = pushwise_json(&s.db, &["analyze", "--once", "--json"]);
+    // The passes between the rounds read most events: this one reads what came after them.
+    let all = events(&s.db).len() as u64;
+    assert!(pass["events"].as_u64().unwrap() < all / 2, "{pass}");
+    assert!(pass["watermark"].as_i64().unwrap() > 0, "{pass}");
     for page in &sitemap.pages {
         let show = pushwise_json(&s.db, &["sets", "show", &page.path, "--json"]);
         let set: Vec<String> = show[0]["assets"]
@@ -313,5 +345,18 @@ fn live_traffic_served_to_nghttp_learns_each_pages_assets() {
                 );
             }
         }
+    }
+    // What the passes learned piece by piece is what one rebuild over the same events learns.
+    let incremental = learned_sets(&s.db, &sitemap.pages);
+    pushwise(&s.db, &["analyze", "--rebuild"]);
+    let rebuilt = learned_sets(&s.db, &sitemap.pages);
+    assert_eq!(
+        incremental.keys().collect::<Vec<_>>(),
+        rebuilt.keys().collect::<Vec<_>>()
+    );
+    for (k, (p, in_set)) in &incremental {
+        let (q, in_set2) = rebuilt[k];
+        assert!((p - q).abs() <= 1e-9, "{k:?}: {p} vs {q}");
+        assert_eq!(*in_set, in_set2, "{k:?}");
     }
 }

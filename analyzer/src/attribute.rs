@@ -51,20 +51,26 @@ pub struct Views {
     pub unattributed: usize,
 }
 
-struct Interner {
+/// Paths interned as small ids (pages and assets share one id space).
+#[derive(Debug, Default)]
+pub struct Names {
     ids: HashMap<String, u32>,
-    paths: Vec<String>,
+    pub names: Vec<String>,
 }
 
-impl Interner {
-    fn id(&mut self, p: &str) -> u32 {
-        if let Some(&id) = self.ids.get(p) {
+impl Names {
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        let id = self.paths.len() as u32;
-        self.paths.push(p.to_string());
-        self.ids.insert(p.to_string(), id);
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
         id
+    }
+
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
     }
 }
 
@@ -111,13 +117,35 @@ fn asset_info(events: &[EventRow], ids: &[u32], n_paths: usize) -> Vec<AssetInfo
 /// by Referer (a page, or an asset already attributed, so page → CSS → image chains work), else
 /// by time on the same connection. Events that match no view are ignored.
 pub fn attribute(events: &[EventRow], p: &LearnParams) -> Views {
-    let mut interner = Interner {
-        ids: HashMap::new(),
-        paths: Vec::new(),
-    };
-    let ids: Vec<u32> = events.iter().map(|e| interner.id(&e.path)).collect();
-    let info = asset_info(events, &ids, interner.paths.len());
+    let mut names = Names::default();
+    let ids: Vec<u32> = events.iter().map(|e| names.id(&e.path)).collect();
+    let info = asset_info(events, &ids, names.names.len());
+    let (views, unattributed) = attribute_ids(events, &ids, &names, p);
+    Views {
+        paths: names.names,
+        info,
+        views,
+        unattributed,
+    }
+}
 
+/// [`attribute`] with paths interned in `names`, shared across calls (the incremental learner
+/// attributes one session at a time). Returns the views and how many requests matched none.
+pub fn attribute_with(
+    events: &[EventRow],
+    p: &LearnParams,
+    names: &mut Names,
+) -> (Vec<View>, usize) {
+    let ids: Vec<u32> = events.iter().map(|e| names.id(&e.path)).collect();
+    attribute_ids(events, &ids, names, p)
+}
+
+fn attribute_ids(
+    events: &[EventRow],
+    ids: &[u32],
+    names: &Names,
+    p: &LearnParams,
+) -> (Vec<View>, usize) {
     // Order by client, then time, then arrival.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_unstable_by_key(|&i| (events[i].client, events[i].ts_ms, events[i].id));
@@ -127,8 +155,8 @@ pub fn attribute(events: &[EventRow], p: &LearnParams) -> Views {
     for client in order.chunk_by(|&a, &b| events[a].client == events[b].client) {
         let mut c = Client {
             events,
-            ids: &ids,
-            interner: &interner,
+            ids,
+            names,
             p,
             views: &mut views,
             by_page: HashMap::new(),
@@ -145,19 +173,14 @@ pub fn attribute(events: &[EventRow], p: &LearnParams) -> Views {
         v.needed.dedup_by_key(|(a, _)| *a);
         v.needed.retain(|(a, _)| unknown.binary_search(a).is_err());
     }
-    Views {
-        paths: interner.paths,
-        info,
-        views,
-        unattributed,
-    }
+    (views, unattributed)
 }
 
 /// One client's events being attributed, with its indexes of views and attributed assets.
 struct Client<'a> {
     events: &'a [EventRow],
     ids: &'a [u32],
-    interner: &'a Interner,
+    names: &'a Names,
     p: &'a LearnParams,
     views: &'a mut Vec<View>,
     /// page id -> this client's views of it (indices into `views`, in time order)
@@ -241,7 +264,7 @@ impl Client<'_> {
     /// the view of the asset it names (page → CSS → image chains).
     fn view_by_referer(&self, r: &str, ts: i64) -> Option<usize> {
         let p = self.p;
-        let rid = self.interner.ids.get(r).copied()?;
+        let rid = self.names.get(r)?;
         let from_page = self
             .by_page
             .get(&rid)

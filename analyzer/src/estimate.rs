@@ -14,7 +14,32 @@ pub struct AssetEstimate {
     pub hit_n: i64,
     pub unknown_w: f64,
     pub unknown_n: i64,
-    pub delays: Vec<i64>,
+    /// Sum of ln(1 + delay in ms) over the hits: the typical delay is their geometric mean, which
+    /// (unlike a median) can be kept as a running sum across passes.
+    pub delay_ln_sum: f64,
+}
+
+impl AssetEstimate {
+    /// The typical delay after the page request, in ms: the geometric mean of 1 + delay, minus 1.
+    pub fn typical_delay_ms(&self) -> i64 {
+        if self.hit_n == 0 {
+            return 0;
+        }
+        ((self.delay_ln_sum / self.hit_n as f64).exp() - 1.0).round() as i64
+    }
+
+    /// Adds one view that needed the asset `delay_ms` after the page, with weight `w`.
+    pub fn hit(&mut self, w: f64, delay_ms: i64) {
+        self.hit_w += w;
+        self.hit_n += 1;
+        self.delay_ln_sum += (delay_ms.max(0) as f64).ln_1p();
+    }
+
+    /// Adds one view where the asset's need was not observable, with weight `w`.
+    pub fn unknown(&mut self, w: f64) {
+        self.unknown_w += w;
+        self.unknown_n += 1;
+    }
 }
 
 /// Decayed counts for one page in one context (or page-wide).
@@ -73,15 +98,10 @@ pub fn estimate<'a>(
             pe.views += 1;
             pe.weighted += w;
             for &(a, d) in &v.needed {
-                let ae = pe.assets.entry(a).or_default();
-                ae.hit_w += w;
-                ae.hit_n += 1;
-                ae.delays.push(d);
+                pe.assets.entry(a).or_default().hit(w, d);
             }
             for &a in &v.unknown {
-                let ae = pe.assets.entry(a).or_default();
-                ae.unknown_w += w;
-                ae.unknown_n += 1;
+                pe.assets.entry(a).or_default().unknown(w);
             }
         }
     }

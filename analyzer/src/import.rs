@@ -282,6 +282,8 @@ pub async fn import_reader<R: Read>(
         }
     }
     flush(store, &mut batch, &mut report).await?;
+    // Every line is in: the learner may close this log's sessions instead of waiting for more.
+    store.mark_source_done(fingerprint).await?;
     Ok(report)
 }
 

@@ -11,12 +11,16 @@ pub mod import;
 pub mod params;
 pub mod pass;
 pub mod select;
+pub mod sessions;
 pub mod svg;
+pub mod tally;
 pub mod tune;
 
+#[cfg(test)]
+mod pass_tests;
 #[cfg(test)]
 mod tests;
 
 pub use error::Error;
 pub use params::{LearnParams, SelectParams};
-pub use pass::{PassReport, run_pass};
+pub use pass::{PassReport, rebuild, run_pass, run_pass_with};

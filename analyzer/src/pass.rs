@@ -1,78 +1,284 @@
-//! One analyzer pass: load events, attribute, estimate, select, and write a new generation.
+//! One analyzer pass: read the events that are new since the last pass (and those of sessions
+//! still open), fold the sessions that closed into the store's decayed counts, and write a new
+//! generation of push sets selected from those counts plus the open sessions.
+//!
+//! A pass costs what is new: it never reads the events already counted, and its memory is bounded
+//! by the counts (pages × contexts × assets) and the clients active within a session gap.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use pushwise_store::Store;
 use pushwise_store::rows::NewGeneration;
+use pushwise_store::{Dictionary, Fold, LearnState, Store};
 
-use crate::attribute::attribute;
+use crate::attribute::{AssetInfo, Names, Views};
 use crate::error::Error;
-use crate::estimate::estimate;
 use crate::params::{LearnParams, SelectParams};
 use crate::select::select;
+use crate::sessions::Sessions;
+use crate::tally::Tally;
+
+/// Events read from the store per page.
+const PAGE: i64 = 20_000;
 
 /// What one analyzer pass did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PassReport {
     pub generation: i64,
+    /// Events read for the first time.
     pub events: usize,
+    /// Events of still-open sessions read again.
+    pub events_again: usize,
+    /// Page views folded into the stored counts by this pass (their sessions closed).
     pub views: usize,
+    /// Page views of sessions still open: in this generation's estimate, counted for good later.
+    pub views_open: usize,
     pub unattributed: usize,
     pub pages: usize,
     pub pages_with_sets: usize,
     pub assets_in_sets: usize,
+    /// The highest event id read.
+    pub watermark: i64,
     pub duration_ms: u64,
 }
 
-/// One full pass: load events, attribute, estimate, select, write a new generation.
+/// How a pass reports its reading progress: events read so far and the highest id to read.
+pub type Progress<'a> = &'a mut (dyn FnMut(i64, i64) + Send);
+
+/// One incremental pass at wall-clock time `now_ms`.
 pub async fn run_pass(store: &Store, lp: &LearnParams, now_ms: i64) -> Result<PassReport, Error> {
+    run_pass_with(store, lp, now_ms, &mut |_, _| {}).await
+}
+
+/// Forgets the counts and counts every retained event again (after changing the half-life or the
+/// attribution window), in the same bounded memory as any pass.
+pub async fn rebuild(
+    store: &Store,
+    lp: &LearnParams,
+    now_ms: i64,
+    progress: Progress<'_>,
+) -> Result<PassReport, Error> {
+    store.reset_learning().await?;
+    run_pass_with(store, lp, now_ms, progress).await
+}
+
+/// [`run_pass`] with a progress callback.
+pub async fn run_pass_with(
+    store: &Store,
+    lp: &LearnParams,
+    now_ms: i64,
+    progress: Progress<'_>,
+) -> Result<PassReport, Error> {
     let started = Instant::now();
-    let events = store.load_events(i64::MIN).await?;
+    let state = match store.learn_state().await? {
+        Some(s) => {
+            check_params(&s, lp)?;
+            s
+        }
+        None => LearnState {
+            half_life_ms: lp.half_life_ms,
+            window_ms: lp.window_ms,
+            ..Default::default()
+        },
+    };
+    let done = store.sources_done().await?;
+    let read = Reading {
+        closed: Tally::new(state.ref_ms, lp.half_life_ms),
+        names: Names::default(),
+        watermark: state.watermark,
+        sessions: Sessions::new(lp.clone(), state.watermark, state.open, state.clocks),
+    };
+    let Reading {
+        sessions,
+        mut closed,
+        mut names,
+        watermark,
+    } = read.read_all(store, progress).await?;
+    let read_ms = started.elapsed().as_millis();
+    let (events_new, events_again) = (sessions.events_new, sessions.events_again);
+    let finished = sessions.finish(now_ms, &done, &mut closed, &mut names);
+    // Open sessions are tallied at the stored reference time, which must stay near enough to
+    // them for their weights to be representable.
+    if let Some(newest) = finished.open.iter().flatten().map(|e| e.ts_ms).max() {
+        closed.keep_near(newest);
+    }
+    let mut open = Tally::new(closed.ref_ms, lp.half_life_ms);
+    for events in &finished.open {
+        open.add_session(events, lp, &mut names, false);
+    }
+    let (views, assets) = closed.rows(&names);
+    let state = LearnState {
+        watermark,
+        ref_ms: closed.ref_ms,
+        half_life_ms: lp.half_life_ms,
+        window_ms: lp.window_ms,
+        open: finished.reopen(),
+        clocks: finished.clocks,
+        done: HashSet::new(),
+    };
+    let (rescale, info) = (closed.rescale, finished.info.into_rows());
+    let fold = Fold {
+        state,
+        rescale,
+        views,
+        assets,
+        info,
+    };
+    store.fold(&fold).await?;
+    tracing::debug!(
+        read_ms,
+        folded_ms = started.elapsed().as_millis(),
+        "analyzer pass: events read and counts folded"
+    );
+    let report = PassReport {
+        events: events_new,
+        events_again,
+        views: closed.views,
+        views_open: open.views,
+        unattributed: closed.unattributed,
+        watermark,
+        ..Default::default()
+    };
+    select_and_write(store, open, names, report, started, now_ms).await
+}
+
+/// The pass's state while it reads the event log.
+struct Reading {
+    sessions: Sessions,
+    closed: Tally,
+    names: Names,
+    watermark: i64,
+}
+
+impl Reading {
+    /// Reads every event from the open sessions' first one on, in pages, feeding the sessions.
+    async fn read_all(mut self, store: &Store, progress: Progress<'_>) -> Result<Reading, Error> {
+        let last = store.max_event_id().await?;
+        let mut after = self.sessions.read_from() - 1;
+        let mut dict = Dictionary::default();
+        loop {
+            let page = store.read_events(after, PAGE, &mut dict).await?;
+            let Some(tail) = page.last() else { break };
+            after = tail.id;
+            self.watermark = self.watermark.max(tail.id);
+            // Attribution is CPU work: keep it off the async workers that serve requests.
+            self = tokio::task::spawn_blocking(move || {
+                self.sessions.feed(page, &mut self.closed, &mut self.names);
+                self
+            })
+            .await
+            .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
+            progress(after, last);
+        }
+        Ok(self)
+    }
+}
+
+/// The counts were built with other parameters: mixing them would be wrong, so say what to do.
+fn check_params(s: &LearnState, lp: &LearnParams) -> Result<(), Error> {
+    if s.half_life_ms != lp.half_life_ms || s.window_ms != lp.window_ms {
+        return Err(Error::invalid(format!(
+            "the counts were built with a half-life of {} h and a window of {} s, not {} h and {} s: \
+             run `pushwise analyze --rebuild` with the new values (or pass the old ones)",
+            s.half_life_ms as f64 / 3_600_000.0,
+            s.window_ms as f64 / 1000.0,
+            lp.half_life_ms as f64 / 3_600_000.0,
+            lp.window_ms as f64 / 1000.0
+        )));
+    }
+    Ok(())
+}
+
+/// Selects sets from the stored counts plus the open sessions' tallies, and writes a generation.
+async fn select_and_write(
+    store: &Store,
+    open: Tally,
+    mut names: Names,
+    mut report: PassReport,
+    started: Instant,
+    now_ms: i64,
+) -> Result<PassReport, Error> {
+    let t = Instant::now();
+    let (stored_views, stored_assets, info_rows) = store.learn_counts().await?;
+    let counts_ms = t.elapsed().as_millis();
     let sp = SelectParams::from_store(store).await?;
-    let n_events = events.len();
-    let lp2 = lp.clone();
-    // The computation is CPU-bound: keep it off the async workers that serve requests.
-    let (n_views, unattributed, stats, rows) = tokio::task::spawn_blocking(move || {
-        let views = attribute(&events, &lp2);
-        drop(events);
-        let mut est = estimate(&views.views, now_ms, lp2.half_life_ms);
-        let (stats, rows) = select(&views, &mut est, &sp);
-        (views.views.len(), views.unattributed, stats, rows)
+    // The open tally shares the stored counts' reference time: the sums are consistent.
+    let mut est = open;
+    est.add_stored(&stored_views, &stored_assets, &mut names);
+    // Every path a response was seen for can be pinned, even one never tied to a page view.
+    for r in &info_rows {
+        names.id(&r.path);
+    }
+    let views = views_for_selection(names, info_rows);
+    let (stats, rows) = tokio::task::spawn_blocking(move || {
+        let (stats, rows) = select(&views, &est.est, &sp);
+        (stats, rows)
     })
     .await
     .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
-    let pages = stats.iter().filter(|s| s.context.is_page_wide()).count();
+    let selected_ms = t.elapsed().as_millis();
+    report.pages = stats.iter().filter(|s| s.context.is_page_wide()).count();
     // A page "has a set" when any of its contexts (or the page-wide estimate) pushes something.
     let in_set: std::collections::BTreeSet<(&str, &str)> = rows
         .iter()
         .filter(|r| r.in_set)
         .map(|r| (r.page.as_str(), r.asset.as_str()))
         .collect();
-    let pages_with_sets = in_set
+    report.pages_with_sets = in_set
         .iter()
         .map(|(p, _)| *p)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    let assets_in_sets = in_set.len();
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let generation = store
+    report.assets_in_sets = in_set.len();
+    report.generation = store
         .write_generation(&NewGeneration {
             created_ms: now_ms,
-            events: n_events as i64,
-            views: n_views as i64,
-            duration_ms: duration_ms as i64,
+            events: report.events as i64,
+            views: (report.views + report.views_open) as i64,
+            duration_ms: started.elapsed().as_millis() as i64,
             pages: stats,
             assets: rows,
         })
         .await?;
-    Ok(PassReport {
-        generation,
-        events: n_events,
-        views: n_views,
-        unattributed,
-        pages,
-        pages_with_sets,
-        assets_in_sets,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(
+        counts_ms,
+        selected_ms,
+        written_ms = t.elapsed().as_millis(),
+        rows = report.assets_in_sets,
+        "analyzer pass: selection and generation written"
+    );
+    Ok(report)
+}
+
+/// The interned paths with what the responses said about each, as selection wants them.
+fn views_for_selection(names: Names, info_rows: Vec<pushwise_store::AssetInfoRow>) -> Views {
+    let infos: HashMap<String, AssetInfo> = info_rows
+        .into_iter()
+        .map(|r| {
+            let info = AssetInfo {
+                bytes_sum: r.bytes_sum,
+                bytes_n: r.bytes_n,
+                cacheable: r.cacheable,
+                saw_ok: r.saw_ok,
+                last_status: r.last_status,
+            };
+            (r.path, info)
+        })
+        .collect();
+    Views {
+        info: names
+            .names
+            .iter()
+            .map(|n| {
+                infos.get(n).cloned().unwrap_or(AssetInfo {
+                    cacheable: true,
+                    ..Default::default()
+                })
+            })
+            .collect(),
+        paths: names.names,
+        views: Vec::new(),
+        unattributed: 0,
+    }
 }

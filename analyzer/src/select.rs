@@ -8,14 +8,6 @@ use crate::attribute::{AssetInfo, Views};
 use crate::estimate::{Estimates, PageEstimate, probability};
 use crate::params::SelectParams;
 
-fn median(v: &mut [i64]) -> i64 {
-    if v.is_empty() {
-        return 0;
-    }
-    let mid = v.len() / 2;
-    *v.select_nth_unstable(mid).1
-}
-
 /// One candidate asset of a page in a context.
 struct Candidate {
     asset: u32,
@@ -25,11 +17,7 @@ struct Candidate {
 }
 
 /// Turns estimates into set rows (every candidate, in or out, with the reason) and page stats.
-pub fn select(
-    views: &Views,
-    est: &mut Estimates,
-    sp: &SelectParams,
-) -> (Vec<PageStat>, Vec<SetRow>) {
+pub fn select(views: &Views, est: &Estimates, sp: &SelectParams) -> (Vec<PageStat>, Vec<SetRow>) {
     let mut stats = Vec::new();
     let mut rows = Vec::new();
     let mut keys: Vec<(u32, Context)> = est.keys().copied().collect();
@@ -42,7 +30,7 @@ pub fn select(
         let (page_id, context) = key;
         let page = &views.paths[page_id as usize];
         let (threshold, min_support) = sp.for_page(page);
-        let pe = est.get_mut(&key).expect("key from map");
+        let pe = &est[&key];
         let uses_own = context.is_page_wide() || pe.views >= min_support;
         stats.push(PageStat {
             page: page.clone(),
@@ -86,14 +74,10 @@ pub fn select(
 
 /// A page's candidates in push order: what the browser asks for first is pushed first; ties:
 /// likelier first, then by name. Pinned assets that were never observed join too.
-fn candidates(
-    views: &Views,
-    pe: &mut PageEstimate,
-    pins: &[(String, PinAction)],
-) -> Vec<Candidate> {
+fn candidates(views: &Views, pe: &PageEstimate, pins: &[(String, PinAction)]) -> Vec<Candidate> {
     let (weighted, views_n) = (pe.weighted, pe.views);
     let mut cands: Vec<Candidate> = Vec::new();
-    for (&a, ae) in pe.assets.iter_mut() {
+    for (&a, ae) in &pe.assets {
         if ae.hit_n == 0 {
             // Never needed when observable: not a candidate (unless pinned, below).
             continue;
@@ -103,7 +87,7 @@ fn candidates(
             asset: a,
             probability: p,
             support,
-            delay_ms: median(&mut ae.delays),
+            delay_ms: ae.typical_delay_ms(),
         });
     }
     for (asset, action) in pins {

@@ -45,6 +45,7 @@ impl Ev {
             cacheable: true,
             push,
             holdout: false,
+            source: 0,
         });
         self
     }
@@ -157,8 +158,8 @@ fn pushed_views_do_not_bias_the_estimate() {
 
 fn learn_select(e: &Ev, sp: &SelectParams) -> Vec<SetRow> {
     let v = attribute(&e.rows, &LearnParams::default());
-    let mut est = estimate(&v.views, 0, i64::MAX / 4);
-    select(&v, &mut est, sp)
+    let est = estimate(&v.views, 0, i64::MAX / 4);
+    select(&v, &est, sp)
         .1
         .into_iter()
         .filter(|r| r.context.is_page_wide())
@@ -253,8 +254,8 @@ fn contexts_with_enough_views_get_their_own_set() {
         e.rows.last_mut().unwrap().browser = false;
     }
     let v = attribute(&e.rows, &LearnParams::default());
-    let mut est = estimate(&v.views, 0, i64::MAX / 4);
-    let (stats, rows) = select(&v, &mut est, &SelectParams::default());
+    let est = estimate(&v.views, 0, i64::MAX / 4);
+    let (stats, rows) = select(&v, &est, &SelectParams::default());
     let own = |ctx: Context| stats.iter().find(|s| s.context == ctx).map(|s| s.uses_own);
     assert_eq!(own(Context::BrowserEntry), Some(true));
     assert_eq!(own(Context::OtherEntry), Some(true));

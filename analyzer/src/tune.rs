@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use pushwise_store::rows::{PageStat, SetRow};
 use pushwise_store::sets::pick;
-use pushwise_store::{Context, Store};
+use pushwise_store::{Context, Dictionary, Store};
 
 use crate::attribute::{View, Views, attribute};
 use crate::error::Error;
@@ -63,6 +63,9 @@ pub struct TunePoint {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TuneReport {
+    /// The replay reads only the newest events: this many at most, from this event id on.
+    pub window_events: i64,
+    pub from_event_id: i64,
     pub train_views: usize,
     pub test_views: usize,
     pub split_ms: i64,
@@ -72,22 +75,44 @@ pub struct TuneReport {
     pub grid: Vec<TunePoint>,
 }
 
-/// Replays the store's events: learns on the oldest `train_share` of page views, scores the rest.
+/// The default number of newest events `tune` replays (memory stays bounded by it).
+pub const WINDOW_EVENTS: i64 = 500_000;
+
+/// Replays the newest `window_events` events: learns on the oldest `train_share` of their page
+/// views, scores the rest.
 pub async fn tune(
     store: &Store,
     lp: &LearnParams,
     objective: Objective,
     train_share: f64,
+    window_events: i64,
 ) -> Result<TuneReport, Error> {
     if !(0.05..=0.95).contains(&train_share) {
         return Err(Error::invalid(
             "the training share must be between 0.05 and 0.95",
         ));
     }
-    let events = store.load_events(i64::MIN).await?;
+    if window_events < 1 {
+        return Err(Error::invalid(
+            "the tune window must hold at least one event",
+        ));
+    }
+    let from = (store.max_event_id().await? - window_events).max(0);
+    let mut events = Vec::new();
+    let (mut after, mut dict) = (from, Dictionary::default());
+    loop {
+        let page = store.read_events(after, 50_000, &mut dict).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        events.extend(page);
+    }
     let views = attribute(&events, lp);
+    drop(events);
     let base = SelectParams::from_store(store).await?;
-    Ok(tune_views(&views, lp, &base, objective, train_share))
+    let mut report = tune_views(&views, lp, &base, objective, train_share);
+    report.window_events = window_events;
+    report.from_event_id = from + 1;
+    Ok(report)
 }
 
 /// The replay itself, on views already attributed (separate so tests can call it directly).
@@ -108,7 +133,7 @@ pub fn tune_views(
     let test: Vec<&View> = views.views.iter().filter(|v| v.ts_ms >= split_ms).collect();
     let mut grid = Vec::new();
     if !train.is_empty() && !test.is_empty() {
-        let mut est = estimate(train.iter().copied(), split_ms, lp.half_life_ms);
+        let est = estimate(train.iter().copied(), split_ms, lp.half_life_ms);
         let ids: HashMap<&str, u32> = views
             .paths
             .iter()
@@ -123,7 +148,7 @@ pub fn tune_views(
                     overrides: HashMap::new(),
                     ..base.clone()
                 };
-                let (stats, rows) = select(views, &mut est, &sp);
+                let (stats, rows) = select(views, &est, &sp);
                 grid.push(score(
                     views,
                     &ids,
@@ -138,6 +163,8 @@ pub fn tune_views(
     }
     let recommended = recommend(&grid, objective);
     TuneReport {
+        window_events: i64::MAX,
+        from_event_id: 1,
         train_views: train.len(),
         test_views: test.len(),
         split_ms,

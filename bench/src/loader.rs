@@ -142,24 +142,7 @@ pub async fn load_page(
     cache: &mut HashSet<String>,
 ) -> anyhow::Result<LoadResult> {
     let started = Instant::now();
-    let tcp = TcpStream::connect(cfg.connect).await.context("connect")?;
-    tcp.set_nodelay(true)?;
-    let name = ServerName::try_from("localhost").expect("static name");
-    let tls_stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .context("TLS handshake")?;
-    let (client, conn) = h2::client::Builder::new()
-        .enable_push(cfg.push)
-        .initial_window_size(6 * 1024 * 1024)
-        .initial_connection_window_size(15 * 1024 * 1024)
-        .handshake::<_, Bytes>(tls_stream)
-        .await
-        .context("h2 handshake")?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut client = client.ready().await?;
+    let (mut client, driver) = connect(cfg, tls).await?;
     let inflight = Arc::new(Inflight {
         slots: Mutex::new(HashMap::new()),
         pushed: Mutex::new(HashSet::new()),
@@ -174,52 +157,14 @@ pub async fn load_page(
         req = req.header(header::REFERER, format!("https://{}{r}", cfg.authority));
     }
     let (mut resp_fut, _) = client.send_request(req.body(())?, true)?;
-    // Pushed streams: register each promise at once, then read its body in the background.
-    let mut promises = resp_fut.push_promises();
-    let inf = Arc::clone(&inflight);
-    let push_task = tokio::spawn(async move {
-        while let Some(p) = promises.push_promise().await {
-            let Ok(p) = p else { break };
-            let (preq, presp) = p.into_parts();
-            let ppath = preq.uri().path().to_string();
-            let (tx, rx) = watch::channel(None);
-            inf.slots.lock().expect("lock").insert(ppath.clone(), rx);
-            inf.pushed.lock().expect("lock").insert(ppath);
-            let inf2 = Arc::clone(&inf);
-            tokio::spawn(async move {
-                if let Ok(r) = presp.await {
-                    let body = read_body(r.into_body()).await.unwrap_or_default();
-                    inf2.bytes
-                        .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    let _ = tx.send(Some(body));
-                }
-            });
-        }
-    });
-    // 103 Early Hints, then the final response.
-    let mut hinted = Vec::new();
-    let resp = loop {
-        let step = std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(Some(Ok(info))) = resp_fut.poll_informational(cx) {
-                return std::task::Poll::Ready(Err(info));
-            }
-            std::pin::Pin::new(&mut resp_fut).poll(cx).map(Ok)
-        })
-        .await;
-        match step {
-            Err(info) => {
-                for l in info.headers().get_all(header::LINK) {
-                    for target in link_targets(l) {
-                        hinted.push(target.clone());
-                        if cfg.follow_hints && !cache.contains(&target) {
-                            ensure_started(&inflight, &client, cfg, path, &target);
-                        }
-                    }
-                }
-            }
-            Ok(r) => break r?,
-        }
+    let push_task = read_pushes(resp_fut.push_promises(), Arc::clone(&inflight));
+    let page = Page {
+        cfg,
+        client: &client,
+        inflight: &inflight,
+        path,
     };
+    let (resp, hinted) = page.final_response(&mut resp_fut, cache).await?;
     let set_cookie = resp
         .headers()
         .get(header::SET_COOKIE)
@@ -233,42 +178,7 @@ pub async fn load_page(
     inflight
         .bytes
         .fetch_add(html.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let mut last = Instant::now();
-    // Promises precede the response headers on the wire; let the push task register them.
-    for _ in 0..8 {
-        tokio::task::yield_now().await;
-    }
-    let mut needed = Vec::new();
-    let mut waiting = tokio::task::JoinSet::new();
-    let mut seen = HashSet::new();
-    let text = String::from_utf8_lossy(&html);
-    let refs = if cfg.subresources {
-        html_refs(&text)
-    } else {
-        Vec::new()
-    };
-    for r in refs {
-        let p = resolve(path, &r);
-        if seen.insert(p.clone()) && !cache.contains(&p) {
-            let slot = ensure_started(&inflight, &client, cfg, path, &p);
-            waiting.spawn(wait(p, slot));
-        }
-    }
-    while let Some(done) = waiting.join_next().await {
-        let (p, body) = done?;
-        last = Instant::now();
-        if p.ends_with(".css") {
-            let css = String::from_utf8_lossy(&body);
-            for r in css_refs(&css) {
-                let a = resolve(&p, &r);
-                if seen.insert(a.clone()) && !cache.contains(&a) {
-                    let slot = ensure_started(&inflight, &client, cfg, &p, &a);
-                    waiting.spawn(wait(a, slot));
-                }
-            }
-        }
-        needed.push(p);
-    }
+    let (needed, last) = page.subresources(&html, cache).await?;
     let elapsed = last - started;
     let pushed: HashSet<String> = inflight.pushed.lock().expect("lock").clone();
     let pushed_used: Vec<String> = needed
@@ -297,6 +207,149 @@ pub async fn load_page(
         cookie: set_cookie,
         bytes: inflight.bytes.load(std::sync::atomic::Ordering::Relaxed),
     })
+}
+
+/// A TLS + HTTP/2 connection with a browser's window sizes; the task driving it.
+async fn connect(
+    cfg: &LoadConfig,
+    tls: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<(SendRequest<Bytes>, tokio::task::JoinHandle<()>)> {
+    let tcp = TcpStream::connect(cfg.connect).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("localhost").expect("static name");
+    let tls_stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake")?;
+    let (client, conn) = h2::client::Builder::new()
+        .enable_push(cfg.push)
+        .initial_window_size(6 * 1024 * 1024)
+        .initial_connection_window_size(15 * 1024 * 1024)
+        .handshake::<_, Bytes>(tls_stream)
+        .await
+        .context("h2 handshake")?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((client.ready().await?, driver))
+}
+
+/// Registers each promise at once, then reads its body in the background.
+fn read_pushes(
+    mut promises: h2::client::PushPromises,
+    inf: Arc<Inflight>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(p) = promises.push_promise().await {
+            let Ok(p) = p else { break };
+            let (preq, presp) = p.into_parts();
+            let ppath = preq.uri().path().to_string();
+            let (tx, rx) = watch::channel(None);
+            inf.slots.lock().expect("lock").insert(ppath.clone(), rx);
+            inf.pushed.lock().expect("lock").insert(ppath);
+            let inf2 = Arc::clone(&inf);
+            tokio::spawn(async move {
+                if let Ok(r) = presp.await {
+                    let body = read_body(r.into_body()).await.unwrap_or_default();
+                    inf2.bytes
+                        .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let _ = tx.send(Some(body));
+                }
+            });
+        }
+    })
+}
+
+/// One page load in progress: its client, connection and what is in flight on it.
+struct Page<'a> {
+    cfg: &'a LoadConfig,
+    client: &'a SendRequest<Bytes>,
+    inflight: &'a Arc<Inflight>,
+    path: &'a str,
+}
+
+impl Page<'_> {
+    /// Waits for the final response, acting on any 103 Early Hints before it (when the config
+    /// follows hints). Returns the response and the hinted paths.
+    async fn final_response(
+        &self,
+        resp_fut: &mut h2::client::ResponseFuture,
+        cache: &HashSet<String>,
+    ) -> anyhow::Result<(http::Response<h2::RecvStream>, Vec<String>)> {
+        let mut hinted = Vec::new();
+        loop {
+            let step = std::future::poll_fn(|cx| {
+                if let std::task::Poll::Ready(Some(Ok(info))) = resp_fut.poll_informational(cx) {
+                    return std::task::Poll::Ready(Err(info));
+                }
+                std::pin::Pin::new(&mut *resp_fut).poll(cx).map(Ok)
+            })
+            .await;
+            match step {
+                Err(info) => {
+                    for l in info.headers().get_all(header::LINK) {
+                        for target in link_targets(l) {
+                            hinted.push(target.clone());
+                            if self.cfg.follow_hints && !cache.contains(&target) {
+                                ensure_started(
+                                    self.inflight,
+                                    self.client,
+                                    self.cfg,
+                                    self.path,
+                                    &target,
+                                );
+                            }
+                        }
+                    }
+                }
+                Ok(r) => return Ok((r?, hinted)),
+            }
+        }
+    }
+
+    /// Fetches what the page references (HTML, then what its CSS references), using pushed and
+    /// hinted fetches in flight. Returns the needed paths and when the last one arrived.
+    async fn subresources(
+        &self,
+        html: &[u8],
+        cache: &HashSet<String>,
+    ) -> anyhow::Result<(Vec<String>, Instant)> {
+        let mut last = Instant::now();
+        // Promises precede the response headers on the wire; let the push task register them.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        let mut needed = Vec::new();
+        let mut waiting = tokio::task::JoinSet::new();
+        let mut seen = HashSet::new();
+        let text = String::from_utf8_lossy(html);
+        let refs = if self.cfg.subresources {
+            html_refs(&text)
+        } else {
+            Vec::new()
+        };
+        let mut start = |from: &str, p: String, waiting: &mut tokio::task::JoinSet<_>| {
+            if seen.insert(p.clone()) && !cache.contains(&p) {
+                let slot = ensure_started(self.inflight, self.client, self.cfg, from, &p);
+                waiting.spawn(wait(p, slot));
+            }
+        };
+        for r in refs {
+            start(self.path, resolve(self.path, &r), &mut waiting);
+        }
+        while let Some(done) = waiting.join_next().await {
+            let (p, body) = done?;
+            last = Instant::now();
+            if p.ends_with(".css") {
+                let css = String::from_utf8_lossy(&body);
+                for r in css_refs(&css) {
+                    start(&p, resolve(&p, &r), &mut waiting);
+                }
+            }
+            needed.push(p);
+        }
+        Ok((needed, last))
+    }
 }
 
 use std::future::Future as _;

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub protocol: Protocol,
-    pub status_class: &'static str,
+    pub status_class: StatusClass,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -31,18 +31,44 @@ pub enum Protocol {
     http1,
 }
 
-/// The status class label of a response.
-pub struct StatusClass;
+/// The status class label of a response (encoded as `1xx` .. `5xx`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StatusClass {
+    Informational,
+    Success,
+    Redirection,
+    ClientError,
+    ServerError,
+}
 
 impl StatusClass {
-    pub fn of(status: u16) -> &'static str {
+    pub fn of(status: u16) -> StatusClass {
         match status {
-            0..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            0..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for StatusClass {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
     }
 }
 

@@ -5,37 +5,34 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pushwise_analyzer::run_pass;
+use pushwise_analyzer::{PassReport, rebuild, run_pass};
 use pushwise_store::time::now_ms;
 
 use crate::cli::AnalyzeArgs;
 use crate::open::open_existing;
-use crate::output::{out, print_json};
+use crate::output::{bar, out, print_json};
 use crate::signal::shutdown_signal;
 
 pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
     let store = open_existing(db).await?;
     let lp = a.learn.params();
+    if a.rebuild {
+        let pb = bar(0, "counting every event", a.json);
+        let mut progress = |at: i64, last: i64| {
+            pb.set_length(last.max(0) as u64);
+            pb.set_position(at.max(0) as u64);
+        };
+        let r = rebuild(&store, &lp, now_ms(), &mut progress)
+            .await
+            .context("rebuild failed")?;
+        pb.finish_and_clear();
+        return report(&r, a.json);
+    }
     loop {
         let r = run_pass(&store, &lp, now_ms())
             .await
             .context("analyzer pass failed")?;
-        if a.json {
-            print_json(&r)?;
-        } else {
-            writeln!(
-                out(),
-                "generation {}: {} events, {} page views ({} requests unattributed), {} pages, {} with a push set ({} assets) in {} ms",
-                r.generation,
-                r.events,
-                r.views,
-                r.unattributed,
-                r.pages,
-                r.pages_with_sets,
-                r.assets_in_sets,
-                r.duration_ms
-            )?;
-        }
+        report(&r, a.json)?;
         if a.once {
             return Ok(());
         }
@@ -44,4 +41,28 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
             _ = shutdown_signal() => return Ok(()),
         }
     }
+}
+
+fn report(r: &PassReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    writeln!(
+        out(),
+        "generation {}: {} new events (and {} of open sessions again), {} page views counted \
+         (+{} in open sessions, {} requests unattributed), {} pages, {} with a push set ({} assets), \
+         read up to event {} in {} ms",
+        r.generation,
+        r.events,
+        r.events_again,
+        r.views,
+        r.views_open,
+        r.unattributed,
+        r.pages,
+        r.pages_with_sets,
+        r.assets_in_sets,
+        r.watermark,
+        r.duration_ms
+    )?;
+    Ok(())
 }

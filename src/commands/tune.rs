@@ -19,7 +19,7 @@ pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
         ObjectiveArg::F1 => Objective::F1,
         ObjectiveArg::Bytes => Objective::BytesRatio,
     };
-    let report = tune::tune(&store, &lp, objective, a.train_share).await?;
+    let report = tune::tune(&store, &lp, objective, a.train_share, a.window_events).await?;
     if let Some(p) = &a.plot {
         std::fs::write(p, tune::plot(&report))
             .with_context(|| format!("writing {}", p.display()))?;
@@ -51,8 +51,8 @@ fn print_report(report: &TuneReport, a: &TuneArgs) -> anyhow::Result<()> {
     let mut o = out();
     writeln!(
         o,
-        "learned on {} page views, scored on the {} newer ones",
-        report.train_views, report.test_views
+        "replaying the newest {} events at most (from event {}): learned on {} page views, scored on the {} newer ones",
+        report.window_events, report.from_event_id, report.train_views, report.test_views
     )?;
     let Some(rec) = &report.recommended else {
         writeln!(

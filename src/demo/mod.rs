@@ -121,7 +121,7 @@ async fn learn(store: &Store, quiet: bool) -> anyhow::Result<(PassReport, Option
     let lp = LearnParams::default();
     run_pass(store, &lp, now_ms()).await?;
     pb.inc(1);
-    let tuned = tune::tune(store, &lp, Objective::F1, 0.7).await?;
+    let tuned = tune::tune(store, &lp, Objective::F1, 0.7, tune::WINDOW_EVENTS).await?;
     if let Some(r) = &tuned.recommended {
         crate::commands::tune::apply(store, r).await?;
     }

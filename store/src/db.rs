@@ -5,6 +5,7 @@
 //! `Store`'s methods and the row types of [`crate::rows`], never a pool, a driver type or SQL.
 
 mod compact;
+mod learn;
 mod writer;
 
 use std::collections::HashMap;
@@ -22,7 +23,8 @@ use crate::rows::{
     AsType, EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow,
     Probability, Reason, SetRow, ThresholdRow,
 };
-use compact::{Flags, StringIds, add_strings, insert_chunks};
+use compact::{StringIds, add_strings, insert_chunks};
+pub use learn::{AssetCount, AssetInfoRow, Dictionary, Fold, LearnState, ViewCount};
 pub use writer::EventWriter;
 
 /// The migrations in `migrations/`, embedded at build time.
@@ -226,53 +228,16 @@ impl Store {
     }
 
     /// All events at or after `since_ms`, in insertion order, with the columns the learner needs.
-    ///
-    /// Reads the compact rows and resolves string ids through one read of the dictionary, rather
-    /// than joining `strings` twice per row as the `events` view does.
+    /// Memory grows with the log: for tests and small stores; the learner reads pages instead
+    /// ([`Store::read_events`]).
     pub async fn load_events(&self, since_ms: i64) -> Result<Vec<EventRow>, Error> {
-        use futures_util::TryStreamExt;
-        let mut tx = self.pool.begin().await?; // one snapshot for the dictionary and the rows
-        let mut dict: HashMap<i64, String> = HashMap::new();
-        {
-            let mut rows = sqlx::query("SELECT id, text FROM strings").fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                dict.insert(r.get(0), r.get(1));
-            }
+        let (mut out, mut after, mut dict) = (Vec::new(), 0, Dictionary::default());
+        loop {
+            let page = self.read_events(after, 50_000, &mut dict).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            out.extend(page.into_iter().filter(|e| e.ts_ms >= since_ms));
         }
-        let text = |id: i64| {
-            dict.get(&id)
-                .cloned()
-                .ok_or_else(|| Error::corrupt(format!("event refers to unknown string id {id}")))
-        };
-        let mut out = Vec::new();
-        {
-            let mut rows = sqlx::query(
-                "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags \
-                 FROM event_log WHERE ts_ms >= ? ORDER BY id",
-            )
-            .bind(since_ms)
-            .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await? {
-                let flags = Flags(r.get(8));
-                out.push(EventRow {
-                    id: r.get(0),
-                    ts_ms: r.get(1),
-                    client: r.get(2),
-                    conn_id: r.get(3),
-                    path: text(r.get(4))?,
-                    status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-                    bytes: r.get(6),
-                    referer: r.get::<Option<i64>, _>(7).map(text).transpose()?,
-                    referer_external: flags.referer_external(),
-                    is_page: flags.is_page(),
-                    browser: flags.browser(),
-                    cacheable: flags.cacheable(),
-                    push: flags.push(),
-                    holdout: flags.holdout(),
-                });
-            }
-        }
-        tx.commit().await?;
         Ok(out)
     }
 

@@ -16,7 +16,9 @@ pub mod time;
 
 pub use client_key::ClientKeyer;
 pub use context::{Context, UaClass};
-pub use db::{EventWriter, MIGRATOR, Store};
+pub use db::{
+    AssetCount, AssetInfoRow, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, Store, ViewCount,
+};
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};
 pub use sets::PushSets;

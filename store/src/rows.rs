@@ -22,6 +22,8 @@ pub struct EventRow {
     pub cacheable: bool,
     pub push: i64,
     pub holdout: bool,
+    /// The import this event came from (its file fingerprint), 0 for live traffic.
+    pub source: i64,
 }
 
 /// Why a candidate asset is in its set or not.

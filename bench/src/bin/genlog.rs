@@ -16,6 +16,10 @@ struct Args {
     lines: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Unix milliseconds of the first visit (default: 2026-01-01), to make a log that follows
+    /// another one in time.
+    #[arg(long)]
+    start_ms: Option<i64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = SynthConfig {
         visits: a.lines / 4 + 10,
         seed: a.seed,
+        start_ms: a.start_ms.unwrap_or(SynthConfig::default().start_ms),
         ..Default::default()
     };
     let (hits, _) = generate(&site, &cfg);

@@ -1,0 +1,197 @@
+//! Tallies of attributed page views, keyed by page, context and asset names: what one pass folds
+//! into the store's decayed counts, or adds on top of them for the sessions still open.
+//!
+//! Weights are relative to one reference time `ref_ms`: a view at `t` weighs 2^((t - ref) / hl).
+//! Adding views is then plain addition, whatever order sessions close in. When a view would weigh
+//! more than 2^512 the reference moves to it and everything counted so far is scaled down once
+//! (`rescale` records the factor the store must apply to what it holds).
+
+use std::collections::HashMap;
+
+use pushwise_store::rows::EventRow;
+use pushwise_store::{AssetCount, AssetInfoRow, Context, PushMark, ViewCount};
+
+use crate::attribute::{Names, attribute_with};
+use crate::estimate::{AssetEstimate, Estimates, PageEstimate};
+use crate::params::LearnParams;
+
+/// Past this exponent the reference time moves forward (2^512 is far from f64's limit, 2^1023).
+const MAX_EXPONENT: f64 = 512.0;
+
+/// Decayed view and asset tallies.
+#[derive(Debug)]
+pub struct Tally {
+    pub est: Estimates,
+    pub ref_ms: Option<i64>,
+    half_life_ms: f64,
+    /// Factor by which stored weights must be multiplied to share this tally's `ref_ms`.
+    pub rescale: f64,
+    /// Views tallied and requests that matched no view.
+    pub views: usize,
+    pub unattributed: usize,
+}
+
+impl Tally {
+    pub fn new(ref_ms: Option<i64>, half_life_ms: i64) -> Tally {
+        Tally {
+            est: Estimates::new(),
+            ref_ms,
+            half_life_ms: half_life_ms.max(1) as f64,
+            rescale: 1.0,
+            views: 0,
+            unattributed: 0,
+        }
+    }
+
+    /// The weight of a view at `ts`, moving the reference time forward first if it is too far.
+    fn weight(&mut self, ts: i64, may_move: bool) -> f64 {
+        if may_move {
+            self.keep_near(ts);
+        }
+        let r = *self.ref_ms.get_or_insert(ts);
+        ((ts - r) as f64 / self.half_life_ms).exp2()
+    }
+
+    /// Moves the reference time to `ts` when a view at `ts` would weigh more than 2^512, scaling
+    /// what is tallied (and, through `rescale`, what is stored) to match.
+    pub fn keep_near(&mut self, ts: i64) {
+        let Some(r) = self.ref_ms else { return };
+        if (ts - r) as f64 / self.half_life_ms > MAX_EXPONENT {
+            let factor = ((r - ts) as f64 / self.half_life_ms).exp2();
+            self.rescale *= factor;
+            self.scale_to(r, ts);
+        }
+    }
+
+    /// Attributes one closed (or still open) session and tallies its views. `may_move`: whether the
+    /// reference time may move (not for tallies added on top of stored counts).
+    pub fn add_session(
+        &mut self,
+        events: &[EventRow],
+        lp: &LearnParams,
+        names: &mut Names,
+        may_move: bool,
+    ) {
+        let (views, unattributed) = attribute_with(events, lp, names);
+        self.unattributed += unattributed;
+        for view in &views {
+            let w = self.weight(view.ts_ms, may_move);
+            self.views += 1;
+            for key in [(view.page, view.context), (view.page, Context::PageWide)] {
+                let pe = self.est.entry(key).or_default();
+                pe.views += 1;
+                pe.weighted += w;
+                for &(a, d) in &view.needed {
+                    pe.assets.entry(a).or_default().hit(w, d);
+                }
+                for &a in &view.unknown {
+                    pe.assets.entry(a).or_default().unknown(w);
+                }
+            }
+        }
+    }
+
+    /// Re-expresses every weight at reference time `to` instead of `from`.
+    pub fn scale_to(&mut self, from: i64, to: i64) {
+        let factor = ((from - to) as f64 / self.half_life_ms).exp2();
+        for pe in self.est.values_mut() {
+            pe.weighted *= factor;
+            for a in pe.assets.values_mut() {
+                a.hit_w *= factor;
+                a.unknown_w *= factor;
+            }
+        }
+        self.ref_ms = Some(to);
+    }
+
+    /// The tallies as rows for the store.
+    pub fn rows(&self, names: &Names) -> (Vec<ViewCount>, Vec<AssetCount>) {
+        let mut views = Vec::with_capacity(self.est.len());
+        let mut assets = Vec::new();
+        for (&(page, context), pe) in &self.est {
+            let page = &names.names[page as usize];
+            views.push(ViewCount {
+                page: page.clone(),
+                context,
+                views: pe.views,
+                weighted: pe.weighted,
+            });
+            for (&a, ae) in &pe.assets {
+                assets.push(AssetCount {
+                    page: page.clone(),
+                    context,
+                    asset: names.names[a as usize].clone(),
+                    hit_n: ae.hit_n,
+                    hit_w: ae.hit_w,
+                    unknown_n: ae.unknown_n,
+                    unknown_w: ae.unknown_w,
+                    delay_ln_sum: ae.delay_ln_sum,
+                });
+            }
+        }
+        (views, assets)
+    }
+
+    /// Adds stored counts (already at this tally's reference time) to the tallies.
+    pub fn add_stored(&mut self, views: &[ViewCount], assets: &[AssetCount], names: &mut Names) {
+        for v in views {
+            let pe: &mut PageEstimate = self.est.entry((names.id(&v.page), v.context)).or_default();
+            pe.views += v.views;
+            pe.weighted += v.weighted;
+        }
+        for a in assets {
+            let asset = names.id(&a.asset);
+            let pe = self.est.entry((names.id(&a.page), a.context)).or_default();
+            let ae: &mut AssetEstimate = pe.assets.entry(asset).or_default();
+            ae.hit_n += a.hit_n;
+            ae.hit_w += a.hit_w;
+            ae.unknown_n += a.unknown_n;
+            ae.unknown_w += a.unknown_w;
+            ae.delay_ln_sum += a.delay_ln_sum;
+        }
+    }
+}
+
+/// What the responses of each path said, from the events read for the first time.
+#[derive(Debug, Default)]
+pub struct InfoTally {
+    rows: HashMap<String, AssetInfoRow>,
+}
+
+impl InfoTally {
+    pub fn add(&mut self, e: &EventRow) {
+        if matches!(
+            PushMark::from_i64(e.push),
+            PushMark::SkippedDigest | PushMark::Hinted
+        ) {
+            return; // not a response
+        }
+        if !self.rows.contains_key(&e.path) {
+            let row = AssetInfoRow {
+                path: e.path.clone(),
+                bytes_sum: 0,
+                bytes_n: 0,
+                cacheable: true,
+                saw_ok: false,
+                last_status: 0,
+                last_id: 0,
+            };
+            self.rows.insert(e.path.clone(), row);
+        }
+        let i = self.rows.get_mut(&e.path).expect("inserted above");
+        i.cacheable &= e.cacheable;
+        if e.status == 200 {
+            i.saw_ok = true;
+            i.bytes_sum += e.bytes.max(0);
+            i.bytes_n += 1;
+        }
+        if e.status != 0 && e.id > i.last_id {
+            i.last_status = e.status;
+            i.last_id = e.id;
+        }
+    }
+
+    pub fn into_rows(self) -> Vec<AssetInfoRow> {
+        self.rows.into_values().collect()
+    }
+}

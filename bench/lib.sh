@@ -1,0 +1,32 @@
+# Shared by the benchmark scripts: a free loopback port, and nginx serving a directory over TLS +
+# HTTP/2, tuned for a fair comparison (keepalive_requests high: h2load does not reconnect).
+# Source it after `cd` to the repository root.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_nginx WORK ROOT CERT KEY PORT: writes WORK/nginx/nginx.conf and starts nginx in the
+# background (a job of the calling shell).
+start_nginx() {
+  local work=$1 root=$2 cert=$3 key=$4 port=$5
+  mkdir -p "$work/nginx/logs"
+  cat > "$work/nginx/nginx.conf" <<NGX
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  include /etc/nginx/mime.types;
+  sendfile on;
+  keepalive_requests 10000000;
+  http2_max_requests 10000000;
+  server {
+    listen 127.0.0.1:$port ssl http2;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    root $root;
+  }
+}
+NGX
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' 2>"$work/nginx/stderr" &
+}

@@ -1,0 +1,423 @@
+//! The incremental learner's side of the store: its saved position (watermark, per-source clocks,
+//! open sessions), the decayed counts it folds page views into, and the event pages it reads.
+//!
+//! Every count update is a set-based `INSERT … ON CONFLICT … DO UPDATE` of plain additions (the
+//! weights share one reference time), so any SQL backend can run the same learner.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::Store;
+use super::compact::Flags;
+use crate::context::Context;
+use crate::error::Error;
+use crate::rows::EventRow;
+
+/// Rows per multi-row upsert: 8 columns × 500 stays far below SQLite's variable limit.
+const CHUNK: usize = 500;
+
+/// Where the learner stands: the last event it read, the parameters its counts were built with,
+/// the clock of every source, the imports that are complete, and the sessions still open.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LearnState {
+    pub watermark: i64,
+    /// The time every stored weight is expressed at; `None` before the first view is counted.
+    pub ref_ms: Option<i64>,
+    pub half_life_ms: i64,
+    pub window_ms: i64,
+    /// Per source (0 = live traffic), the latest request time seen.
+    pub clocks: HashMap<i64, i64>,
+    /// Import sources whose every line is in the event log.
+    pub done: HashSet<i64>,
+    /// (client, source) → the first event id of its open session.
+    pub open: HashMap<(i64, i64), i64>,
+}
+
+/// Decayed page views of one page in one context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewCount {
+    pub page: String,
+    pub context: Context,
+    pub views: i64,
+    pub weighted: f64,
+}
+
+/// Decayed evidence about one asset of one page in one context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetCount {
+    pub page: String,
+    pub context: Context,
+    pub asset: String,
+    pub hit_n: i64,
+    pub hit_w: f64,
+    pub unknown_n: i64,
+    pub unknown_w: f64,
+    /// Sum of ln(1 + delay in ms) over the hits.
+    pub delay_ln_sum: f64,
+}
+
+/// What the responses for one path said: full-response sizes, cacheability, last status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetInfoRow {
+    pub path: String,
+    pub bytes_sum: i64,
+    pub bytes_n: i64,
+    pub cacheable: bool,
+    pub saw_ok: bool,
+    /// The status of the response with the highest event id (`last_id`).
+    pub last_status: u16,
+    pub last_id: i64,
+}
+
+/// Everything one pass writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Fold {
+    /// The new state: watermark, reference time, parameters, clocks and open sessions.
+    pub state: LearnState,
+    /// Multiply every stored weight by this first (the reference time moved); 1 for no change.
+    pub rescale: f64,
+    pub views: Vec<ViewCount>,
+    pub assets: Vec<AssetCount>,
+    pub info: Vec<AssetInfoRow>,
+}
+
+/// The `strings` dictionary as far as the learner has read it (id → text).
+#[derive(Debug, Default)]
+pub struct Dictionary {
+    texts: HashMap<i64, String>,
+    max_id: i64,
+}
+
+impl Dictionary {
+    fn get(&self, id: i64) -> Option<&str> {
+        self.texts.get(&id).map(String::as_str)
+    }
+}
+
+impl Store {
+    /// The learner's saved state, or `None` before its first pass (or after a reset).
+    pub async fn learn_state(&self) -> Result<Option<LearnState>, Error> {
+        let Some(row) = sqlx::query(
+            "SELECT watermark, ref_ms, half_life_ms, window_ms FROM learn_state WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut s = LearnState {
+            watermark: row.get(0),
+            ref_ms: row.get(1),
+            half_life_ms: row.get(2),
+            window_ms: row.get(3),
+            ..Default::default()
+        };
+        for r in sqlx::query("SELECT source, clock_ms FROM source_clocks")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            s.clocks.insert(r.get(0), r.get(1));
+        }
+        s.done = self.sources_done().await?;
+        for r in sqlx::query("SELECT client, source, first_id FROM open_sessions")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            s.open.insert((r.get(0), r.get(1)), r.get(2));
+        }
+        Ok(Some(s))
+    }
+
+    /// The import sources marked complete.
+    pub async fn sources_done(&self) -> Result<HashSet<i64>, Error> {
+        Ok(sqlx::query_scalar("SELECT source FROM sources_done")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Marks an import complete: every line of `source` is in the event log, so the learner can
+    /// close its sessions instead of waiting for later lines.
+    pub async fn mark_source_done(&self, source: i64) -> Result<(), Error> {
+        sqlx::query("INSERT INTO sources_done (source) VALUES (?) ON CONFLICT DO NOTHING")
+            .bind(source)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The highest event id (0 when there are none).
+    pub async fn max_event_id(&self) -> Result<i64, Error> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM event_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Up to `limit` events after `after_id`, in id order, with their strings resolved through
+    /// `dict` (which learns new strings as they appear). Reading in pages keeps memory bounded
+    /// and holds no long read transaction.
+    pub async fn read_events(
+        &self,
+        after_id: i64,
+        limit: i64,
+        dict: &mut Dictionary,
+    ) -> Result<Vec<EventRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags, source \
+             FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let needs = |id: Option<i64>, d: &Dictionary| id.is_some_and(|id| d.get(id).is_none());
+        if rows
+            .iter()
+            .any(|r| needs(r.get(4), dict) || needs(r.get(7), dict))
+        {
+            self.extend_dictionary(dict).await?;
+        }
+        let text = |id: i64| {
+            dict.get(id)
+                .map(String::from)
+                .ok_or_else(|| Error::corrupt(format!("event refers to unknown string id {id}")))
+        };
+        rows.into_iter()
+            .map(|r| {
+                let flags = Flags(r.get(8));
+                Ok(EventRow {
+                    id: r.get(0),
+                    ts_ms: r.get(1),
+                    client: r.get(2),
+                    conn_id: r.get(3),
+                    path: text(r.get(4))?,
+                    status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+                    bytes: r.get(6),
+                    referer: r.get::<Option<i64>, _>(7).map(text).transpose()?,
+                    referer_external: flags.referer_external(),
+                    is_page: flags.is_page(),
+                    browser: flags.browser(),
+                    cacheable: flags.cacheable(),
+                    push: flags.push(),
+                    holdout: flags.holdout(),
+                    source: r.get::<Option<i64>, _>(9).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn extend_dictionary(&self, dict: &mut Dictionary) -> Result<(), Error> {
+        for r in sqlx::query("SELECT id, text FROM strings WHERE id > ? ORDER BY id")
+            .bind(dict.max_id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: i64 = r.get(0);
+            dict.max_id = dict.max_id.max(id);
+            dict.texts.insert(id, r.get(1));
+        }
+        Ok(())
+    }
+
+    /// Every stored count, for selection.
+    pub async fn learn_counts(
+        &self,
+    ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<AssetInfoRow>), Error> {
+        let views = sqlx::query("SELECT page, context, views, weighted FROM view_counts")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(ViewCount {
+                    page: r.get(0),
+                    context: super::context(r.get(1))?,
+                    views: r.get(2),
+                    weighted: r.get(3),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let assets = sqlx::query(
+            "SELECT page, context, asset, hit_n, hit_w, unknown_n, unknown_w, delay_ln_sum \
+             FROM asset_counts",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(AssetCount {
+                page: r.get(0),
+                context: super::context(r.get(1))?,
+                asset: r.get(2),
+                hit_n: r.get(3),
+                hit_w: r.get(4),
+                unknown_n: r.get(5),
+                unknown_w: r.get(6),
+                delay_ln_sum: r.get(7),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+        let info = sqlx::query(
+            "SELECT path, bytes_sum, bytes_n, cacheable, saw_ok, last_status, last_id FROM asset_info",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| AssetInfoRow {
+            path: r.get(0),
+            bytes_sum: r.get(1),
+            bytes_n: r.get(2),
+            cacheable: r.get(3),
+            saw_ok: r.get(4),
+            last_status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+            last_id: r.get(6),
+        })
+        .collect();
+        Ok((views, assets, info))
+    }
+
+    /// Writes one pass's counts and its new state in one transaction: a crash leaves either the
+    /// state before the pass or the state after it, never half of it.
+    pub async fn fold(&self, f: &Fold) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        if f.rescale != 1.0 {
+            sqlx::query("UPDATE view_counts SET weighted = weighted * ?1")
+                .bind(f.rescale)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE asset_counts SET hit_w = hit_w * ?1, unknown_w = unknown_w * ?1")
+                .bind(f.rescale)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in f.views.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO view_counts (page, context, views, weighted) ",
+            );
+            q.push_values(chunk, |mut b, v| {
+                b.push_bind(&v.page)
+                    .push_bind(v.context.as_str())
+                    .push_bind(v.views)
+                    .push_bind(v.weighted);
+            });
+            q.push(
+                " ON CONFLICT (page, context) DO UPDATE SET views = views + excluded.views, \
+                 weighted = weighted + excluded.weighted",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in f.assets.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO asset_counts (page, context, asset, hit_n, hit_w, unknown_n, \
+                 unknown_w, delay_ln_sum) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(&a.page)
+                    .push_bind(a.context.as_str())
+                    .push_bind(&a.asset)
+                    .push_bind(a.hit_n)
+                    .push_bind(a.hit_w)
+                    .push_bind(a.unknown_n)
+                    .push_bind(a.unknown_w)
+                    .push_bind(a.delay_ln_sum);
+            });
+            q.push(
+                " ON CONFLICT (page, context, asset) DO UPDATE SET hit_n = hit_n + excluded.hit_n, \
+                 hit_w = hit_w + excluded.hit_w, unknown_n = unknown_n + excluded.unknown_n, \
+                 unknown_w = unknown_w + excluded.unknown_w, \
+                 delay_ln_sum = delay_ln_sum + excluded.delay_ln_sum",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in f.info.chunks(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO asset_info (path, bytes_sum, bytes_n, cacheable, saw_ok, \
+                 last_status, last_id) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(&a.path)
+                    .push_bind(a.bytes_sum)
+                    .push_bind(a.bytes_n)
+                    .push_bind(a.cacheable)
+                    .push_bind(a.saw_ok)
+                    .push_bind(i64::from(a.last_status))
+                    .push_bind(a.last_id);
+            });
+            q.push(
+                " ON CONFLICT (path) DO UPDATE SET bytes_sum = bytes_sum + excluded.bytes_sum, \
+                 bytes_n = bytes_n + excluded.bytes_n, \
+                 cacheable = (cacheable AND excluded.cacheable), \
+                 saw_ok = (saw_ok OR excluded.saw_ok), \
+                 last_status = CASE WHEN excluded.last_id > last_id THEN excluded.last_status \
+                               ELSE last_status END, \
+                 last_id = CASE WHEN excluded.last_id > last_id THEN excluded.last_id \
+                           ELSE last_id END",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        write_state(&mut tx, &f.state).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets everything the learner folded (for `analyze --rebuild`); events are kept.
+    pub async fn reset_learning(&self) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM learn_state",
+            "DELETE FROM source_clocks",
+            "DELETE FROM open_sessions",
+            "DELETE FROM view_counts",
+            "DELETE FROM asset_counts",
+            "DELETE FROM asset_info",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn write_state(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    s: &LearnState,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO learn_state (id, watermark, ref_ms, half_life_ms, window_ms) \
+         VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET watermark = excluded.watermark, \
+         ref_ms = excluded.ref_ms, half_life_ms = excluded.half_life_ms, \
+         window_ms = excluded.window_ms",
+    )
+    .bind(s.watermark)
+    .bind(s.ref_ms)
+    .bind(s.half_life_ms)
+    .bind(s.window_ms)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM source_clocks")
+        .execute(&mut **tx)
+        .await?;
+    let clocks: Vec<(i64, i64)> = s.clocks.iter().map(|(k, v)| (*k, *v)).collect();
+    for chunk in clocks.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO source_clocks (source, clock_ms) ");
+        q.push_values(chunk, |mut b, (s, c)| {
+            b.push_bind(*s).push_bind(*c);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    sqlx::query("DELETE FROM open_sessions")
+        .execute(&mut **tx)
+        .await?;
+    let open: Vec<(i64, i64, i64)> = s.open.iter().map(|((c, s), f)| (*c, *s, *f)).collect();
+    for chunk in open.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO open_sessions (client, source, first_id) ");
+        q.push_values(chunk, |mut b, (c, s, f)| {
+            b.push_bind(*c).push_bind(*s).push_bind(*f);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
