@@ -366,7 +366,7 @@ pub enum DigestCmd {
         /// log2 of the inverse false-positive rate (7 = 1/128).
         #[arg(long = "p", default_value_t = 7, value_parser = clap::value_parser!(u8).range(1..=31))]
         p: u8,
-        #[arg(required = true)]
+        /// Absolute URLs (https://host/path) the client has; none gives the empty digest.
         urls: Vec<String>,
         #[arg(long)]
         json: bool,

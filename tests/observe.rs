@@ -132,6 +132,60 @@ fn dashboard_metrics(dash: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// A scrape of a server that has served nothing yet.
+fn fresh_scrape() -> String {
+    let mut s = serve_site(&["--metrics-listen", "127.0.0.1:0"]);
+    let url = s.metrics_url.clone().expect("metrics line");
+    let o = run("curl", &["-sf", &url]);
+    assert!(o.status.success());
+    assert_eq!(s.stop(), 0);
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn a_fresh_server_exports_every_metric_every_dashboard_queries() {
+    let scrape = fresh_scrape();
+    let exported: std::collections::HashSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
+    let mut dashboards = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        dashboards += 1;
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for m in dashboard_metrics(&dash) {
+            assert!(
+                exported.contains(m.as_str()),
+                "{} queries {m}, which a fresh server does not export",
+                path.display()
+            );
+        }
+    }
+    assert!(dashboards >= 1);
+    // Labelled families are there at 0 before their first event.
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"pushwise_pushes_total{outcome="cancelled_by_client"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"pushwise_cache_digests_total{source="header",result="invalid"}"#
+        ),
+        0.0
+    );
+}
+
 #[test]
 fn every_metric_the_dashboard_queries_is_exported() {
     let dash: serde_json::Value = serde_json::from_str(
@@ -186,4 +240,19 @@ fn json_logs_are_one_json_object_per_line() {
         log.contains("GET / HTTP/2\\\" 200"),
         "access log line missing: {log}"
     );
+}
+
+#[test]
+fn the_access_log_names_the_protocol_each_request_used() {
+    let mut s = serve_site(&["--access-log"]);
+    nghttp(&[&s.url("/")]);
+    let o = run(
+        "curl",
+        &["-sk", "--http1.1", "-o", "/dev/null", &s.url("/about.html")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.stop(), 0);
+    let log = s.stderr();
+    assert!(log.contains("\"GET / HTTP/2\" 200"), "{log}");
+    assert!(log.contains("\"GET /about.html HTTP/1.1\" 200"), "{log}");
 }

@@ -100,6 +100,16 @@ fn a_digest_cookie_covering_the_set_means_no_promises() {
 }
 
 #[test]
+fn the_empty_digest_is_encodable_and_covers_nothing() {
+    let s = server_with_home_set(&[]);
+    // The draft's vector for no URLs at P = 2^7 (shared/cache-digest-vectors.json).
+    let empty = pushwise(&s.db, &["digest", "encode", "--p", "7"]);
+    assert_eq!(empty.trim(), "AcA");
+    let out = nghttp(&["-H", "cookie: pushwise_digest=AcA", &s.url("/")]);
+    assert_eq!(promised_paths(&out), HOME_SET, "{out}");
+}
+
+#[test]
 fn the_server_sets_a_digest_cookie_that_stops_repeat_pushes() {
     let s = server_with_home_set(&[]);
     let out = nghttp(&[&s.url("/")]);

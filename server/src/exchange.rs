@@ -207,8 +207,9 @@ fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
     let q = |s: &Option<String>| s.as_deref().unwrap_or("-").replace('"', "\\\"");
     tracing::info!(
         target: "pushwise::access",
-        "{:016x} - - [{}] \"{} {} HTTP/2\" {} {} \"{}\" \"{}\"",
-        req.client, pushwise_store::time::format_clf_date(req.ts_ms, 0), req.method, req.path, resp.status, bytes,
+        "{:016x} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+        req.client, pushwise_store::time::format_clf_date(req.ts_ms, 0), req.method, req.path,
+        req.protocol.version(), resp.status, bytes,
         q(&req.raw_referer), q(&req.user_agent)
     );
 }

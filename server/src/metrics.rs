@@ -31,6 +31,16 @@ pub enum Protocol {
     http1,
 }
 
+impl Protocol {
+    /// The protocol as an access-log request line names it.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::h2 => "HTTP/2",
+            Protocol::http1 => "HTTP/1.1",
+        }
+    }
+}
+
 /// The status class label of a response (encoded as `1xx` .. `5xx`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StatusClass {
@@ -42,6 +52,14 @@ pub enum StatusClass {
 }
 
 impl StatusClass {
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
     pub fn of(status: u16) -> StatusClass {
         match status {
             0..=199 => StatusClass::Informational,
@@ -88,6 +106,18 @@ pub enum PushOutcome {
     skipped_uncacheable,
     refused_by_client,
     cancelled_by_client,
+}
+
+impl PushOutcome {
+    pub const ALL: [PushOutcome; 7] = [
+        PushOutcome::promised,
+        PushOutcome::skipped_digest,
+        PushOutcome::skipped_diary,
+        PushOutcome::skipped_budget,
+        PushOutcome::skipped_uncacheable,
+        PushOutcome::refused_by_client,
+        PushOutcome::cancelled_by_client,
+    ];
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -275,7 +305,7 @@ impl Metrics {
             "Client connections open now",
             open_connections.clone(),
         );
-        Metrics {
+        let m = Metrics {
             registry: r,
             requests,
             request_duration,
@@ -298,6 +328,29 @@ impl Metrics {
             tls_handshakes,
             tls_handshake_failures,
             open_connections,
+        };
+        m.zero_every_label();
+        m
+    }
+
+    /// Creates every known label combination at 0, so a fresh server's scrape already has each
+    /// family a dashboard queries (a family with no series shows "no data", not 0).
+    fn zero_every_label(&self) {
+        for protocol in [Protocol::h2, Protocol::http1] {
+            for status_class in StatusClass::ALL {
+                let _ = self.requests.get_or_create(&RequestLabels {
+                    protocol,
+                    status_class,
+                });
+            }
+        }
+        for outcome in PushOutcome::ALL {
+            let _ = self.pushes.get_or_create(&OutcomeLabels { outcome });
+        }
+        for source in [DigestSource::cookie, DigestSource::header] {
+            for result in [DigestResult::read, DigestResult::invalid] {
+                let _ = self.digests.get_or_create(&DigestLabels { source, result });
+            }
         }
     }
 

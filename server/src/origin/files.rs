@@ -31,6 +31,11 @@ pub struct StaticFiles {
     cache: DashMap<String, Arc<Entry>>,
     cached_bytes: AtomicU64,
     clock: std::time::Instant,
+    /// The file system look-up in flight per path: concurrent misses of one path (a hot file
+    /// whose entry just went stale) wait for one look-up instead of each doing their own.
+    inflight: DashMap<String, Arc<tokio::sync::OnceCell<Arc<Resolved>>>>,
+    /// File system look-ups done (for tests of the single flight).
+    resolves: AtomicU64,
 }
 
 /// Files up to this size are kept in memory; larger ones are streamed from disk in chunks.
@@ -65,6 +70,8 @@ impl StaticFiles {
             cache: DashMap::new(),
             cached_bytes: AtomicU64::new(0),
             clock: std::time::Instant::now(),
+            inflight: DashMap::new(),
+            resolves: AtomicU64::new(0),
         })
     }
 
@@ -86,22 +93,10 @@ impl StaticFiles {
         let entry = match self.cached(key) {
             Some(e) => e,
             None => {
-                let root = self.root.clone();
-                let dir_request = key.ends_with('/');
-                let cc = (
-                    self.cache_control_pages.clone(),
-                    self.cache_control_assets.clone(),
-                );
-                let resolved =
-                    tokio::task::spawn_blocking(move || resolve(&root, &rel, dir_request, cc))
-                        .await;
-                match resolved {
-                    Ok(Resolved::File(e)) => {
-                        let e = Arc::new(*e);
-                        self.remember(key, &e);
-                        e
-                    }
-                    Ok(Resolved::Redirect) => {
+                let resolved = self.resolve_once(key, rel).await;
+                match &*resolved {
+                    Resolved::File(e) => Arc::clone(e),
+                    Resolved::Redirect => {
                         // Redirect so relative links in the index resolve against the directory.
                         let mut r = simple(StatusCode::MOVED_PERMANENTLY, "moved\n");
                         if let Ok(v) = HeaderValue::from_str(&format!("{key}/")) {
@@ -114,6 +109,37 @@ impl StaticFiles {
             }
         };
         self.respond(req, &entry).await
+    }
+
+    /// Looks `key` up on the file system, once for all concurrent callers: the first runs the
+    /// look-up (and caches a file it finds), the others wait for its answer.
+    async fn resolve_once(&self, key: &str, rel: PathBuf) -> Arc<Resolved> {
+        let cell = self
+            .inflight
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+            .clone();
+        let resolved = cell
+            .get_or_init(|| async {
+                self.resolves.fetch_add(1, Ordering::Relaxed);
+                let root = self.root.clone();
+                let dir_request = key.ends_with('/');
+                let cc = (
+                    self.cache_control_pages.clone(),
+                    self.cache_control_assets.clone(),
+                );
+                let r = tokio::task::spawn_blocking(move || resolve(&root, &rel, dir_request, cc))
+                    .await
+                    .unwrap_or(Resolved::NotFound);
+                if let Resolved::File(e) = &r {
+                    self.remember(key, e);
+                }
+                Arc::new(r)
+            })
+            .await
+            .clone();
+        self.inflight.remove_if(key, |_, c| Arc::ptr_eq(c, &cell));
+        resolved
     }
 
     /// A cache entry checked against the file system less than [`REVALIDATE_MS`] ago.
@@ -217,8 +243,9 @@ struct Entry {
     checked_ms: u64,
 }
 
+#[derive(Debug)]
 enum Resolved {
-    File(Box<Entry>),
+    File(Arc<Entry>),
     Redirect,
     NotFound,
 }
@@ -271,7 +298,7 @@ fn resolve(root: &Path, rel: &Path, dir_request: bool, cc: (HeaderValue, HeaderV
         None
     };
     let hv = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-    Resolved::File(Box::new(Entry {
+    Resolved::File(Arc::new(Entry {
         real,
         len,
         mtime,
@@ -427,6 +454,37 @@ pub fn safe_relative_path(raw: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_for_a_missing_or_stale_entry_share_one_look_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.css"), "body{}").unwrap();
+        let f = StaticFiles::new(dir.path(), "no-cache", "public, max-age=60").unwrap();
+        let req = OriginRequest {
+            method: Method::GET,
+            uri: "https://localhost/a.css".parse().unwrap(),
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+            client_ip: None,
+        };
+        let burst = || futures_util::future::join_all((0..50).map(|_| f.serve(&req)));
+        assert!(burst().await.iter().all(|r| r.status() == StatusCode::OK));
+        assert_eq!(f.resolves.load(Ordering::Relaxed), 1);
+        assert!(burst().await.iter().all(|r| r.status() == StatusCode::OK));
+        assert_eq!(
+            f.resolves.load(Ordering::Relaxed),
+            1,
+            "a fresh entry is served from memory"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(REVALIDATE_MS + 100)).await;
+        assert!(burst().await.iter().all(|r| r.status() == StatusCode::OK));
+        assert_eq!(
+            f.resolves.load(Ordering::Relaxed),
+            2,
+            "one revalidation for the stale entry"
+        );
+        assert!(f.inflight.is_empty());
+    }
 
     #[test]
     fn traversal_attempts_are_refused_before_any_file_is_opened() {
