@@ -202,11 +202,18 @@ async fn retention_loop(store: Store, keep: Duration, stop: CancellationToken) {
         }
         let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         match store.prune_events_before(cutoff).await {
-            Ok(n) if n > 0 => tracing::info!(
-                deleted = n,
-                days = keep.as_secs() / 86_400,
-                "retention: pruned old events"
-            ),
+            Ok(n) if n > 0 => {
+                tracing::info!(
+                    deleted = n,
+                    days = keep.as_secs() / 86_400,
+                    "retention: pruned old events"
+                );
+                // Paths only those events used leave the dictionary too.
+                match store.prune_strings().await {
+                    Ok(k) => tracing::info!(deleted = k, "retention: pruned unused strings"),
+                    Err(e) => tracing::warn!(error = %e, "retention: string prune failed"),
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention prune failed"),
         }

@@ -23,7 +23,7 @@ use crate::rows::{
     AsType, EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow,
     Probability, Reason, SetRow, ThresholdRow,
 };
-use compact::{StringIds, add_strings, insert_chunks};
+use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use learn::{AssetCount, AssetInfoRow, Dictionary, Fold, LearnState, ViewCount};
 pub use writer::EventWriter;
 
@@ -160,7 +160,15 @@ impl Store {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock first, so the dictionary epoch read below cannot change before
+        // this batch commits (a prune waits for it, or it sees the prune's new epoch).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let epoch: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(EPOCH_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
+        self.strings
+            .sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
         let mut ids = self.strings.lookup(events);
         let fresh = if ids.missing.is_empty() {
             HashMap::new()
@@ -217,6 +225,54 @@ impl Store {
                 .rows_affected();
             start = start.saturating_add(span);
             tokio::task::yield_now().await;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the `strings` rows no event refers to any more (after retention), and returns how
+    /// many. Counts, sets, pins and thresholds keep their text, so only events matter.
+    ///
+    /// Safe beside writers with warm caches, in this process or another: the referenced set is
+    /// computed from a snapshot without blocking anyone, then each chunk is deleted in a short
+    /// write transaction that re-checks the events written since the snapshot and bumps
+    /// `strings_epoch`, which makes every writer forget its cached ids at its next batch.
+    pub async fn prune_strings(&self) -> Result<u64, Error> {
+        let snap: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log")
+            .fetch_one(&self.pool)
+            .await?;
+        let unused: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM strings WHERE id NOT IN (\
+               SELECT method FROM event_log WHERE id <= ?1 \
+               UNION SELECT path FROM event_log WHERE id <= ?1 \
+               UNION SELECT content_type FROM event_log WHERE id <= ?1 AND content_type IS NOT NULL \
+               UNION SELECT referer FROM event_log WHERE id <= ?1 AND referer IS NOT NULL)",
+        )
+        .bind(snap)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut deleted = 0;
+        for chunk in unused.chunks(INSERT_CHUNK) {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut q = QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM strings WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(") AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.id > ");
+            q.push_bind(snap);
+            q.push(
+                " AND (e.method = strings.id OR e.path = strings.id \
+                 OR e.content_type = strings.id OR e.referer = strings.id))",
+            );
+            deleted += q.build().execute(&mut *tx).await?.rows_affected();
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES (?1, '1') ON CONFLICT (key) \
+                 DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            )
+            .bind(EPOCH_KEY)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
         }
         Ok(deleted)
     }
@@ -779,6 +835,50 @@ mod tests {
             .collect();
         assert_eq!(s.insert_events(&again).await.unwrap(), 0);
         assert_eq!(s.count_events().await.unwrap(), 50);
+    }
+
+    #[tokio::test]
+    async fn pruning_unreferenced_strings_keeps_writers_with_warm_caches_correct() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = Store::open(&path).await.unwrap();
+        let other = Store::open(&path).await.unwrap(); // another process's cache
+        let at = |ts: i64, p: &str| Event {
+            path: p.to_string().into(),
+            ..ev(ts, None)
+        };
+        s.insert_events(&[at(10, "/old.css"), at(5_000, "/keep.css")])
+            .await
+            .unwrap();
+        let mut w = s.event_writer();
+        w.insert(&[at(20, "/old.css")]).unwrap();
+        other.insert_events(&[at(30, "/old.css")]).await.unwrap();
+        // Every writer has /old.css cached; retention removes its last events.
+        assert_eq!(s.prune_events_before(1_000).await.unwrap(), 3);
+        assert!(s.prune_strings().await.unwrap() >= 1);
+        let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM strings")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+        assert!(!texts.contains(&"/old.css".to_string()), "{texts:?}");
+        assert!(texts.contains(&"/keep.css".to_string()), "{texts:?}");
+        // Writing it again through each warm cache must not leave a dangling id.
+        w.insert(&[at(6_000, "/old.css")]).unwrap();
+        other.insert_events(&[at(7_000, "/old.css")]).await.unwrap();
+        s.insert_events(&[at(8_000, "/old.css")]).await.unwrap();
+        let paths: Vec<String> = s
+            .load_events(0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(paths, ["/keep.css", "/old.css", "/old.css", "/old.css"]);
+        assert_eq!(
+            s.prune_strings().await.unwrap(),
+            0,
+            "nothing unused is left"
+        );
     }
 
     #[tokio::test]

@@ -147,7 +147,13 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug, Default, Clone)]
 pub(super) struct StringIds {
     cache: Arc<Mutex<Map<String, i64>>>,
+    /// The `strings_epoch` the cache is valid for: pruning bumps it, and a writer that sees a new
+    /// value (inside its write transaction) forgets every cached id before using any.
+    epoch: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// The setting that counts dictionary prunes.
+pub(super) const EPOCH_KEY: &str = "strings_epoch";
 
 /// A string id of one event: `NONE` for an absent optional string, `UNKNOWN` until resolved.
 /// Dictionary ids are positive (SQLite assigns rowids from 1).
@@ -174,6 +180,17 @@ impl StringIds {
     fn lock(&self) -> std::sync::MutexGuard<'_, Map<String, i64>> {
         // A panic while holding the lock cannot leave the map inconsistent (single inserts).
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every cached id when the dictionary has been pruned since they were cached. Call
+    /// inside the write transaction, with the epoch read in it.
+    pub(super) fn sync_epoch(&self, epoch: i64) {
+        use std::sync::atomic::Ordering;
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            let mut cache = self.lock();
+            cache.clear();
+            self.epoch.store(epoch, Ordering::Release);
+        }
     }
 
     /// Looks every string of `events` up in the cache, once.

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::compact::{StringIds, columns, insert_chunks};
+use super::compact::{EPOCH_KEY, StringIds, columns, insert_chunks};
 use crate::error::Error;
 use crate::event::Event;
 
@@ -80,6 +80,11 @@ impl EventWriter {
         // IMMEDIATE: take the write lock up front, so a concurrent writer makes this wait in the
         // busy handler instead of failing a read-to-write upgrade.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let epoch: Option<String> = tx
+            .prepare_cached("SELECT value FROM settings WHERE key = ?")?
+            .query_row([EPOCH_KEY], |r| r.get(0))
+            .optional()?;
+        strings.sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
         let mut ids = strings.lookup(events);
         let fresh = if ids.missing.is_empty() {
             HashMap::new()
