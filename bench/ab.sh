@@ -15,18 +15,8 @@ command -v h2load >/dev/null && command -v nginx >/dev/null || {
   echo "needs h2load and nginx: apt-get install -y nghttp2-client nginx-light" >&2; exit 1; }
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/www"
-python3 - "$WORK/www" <<'PY'
-import sys
-root = sys.argv[1]
-body = "".join(f"<p>pushwise benchmark paragraph {i:04d} lorem ipsum dolor sit amet.</p>\n" for i in range(150))
-page = f"<!doctype html><html><head><title>10k</title></head><body>\n{body}</body></html>\n"
-open(f"{root}/page-10k.html", "w").write((page + " " * 10240)[:10240])
-open(f"{root}/asset-1k.css", "w").write(("/* 1 KB */ " + "a{color:red}" * 100)[:1024])
-PY
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
-  -days 2 -subj "/CN=localhost" >/dev/null 2>&1
 source bench/lib.sh
+bench_files "$WORK"
 NGINX_PORT=$(free_port)
 start_nginx "$WORK" "$WORK/www" "$WORK/cert.pem" "$WORK/key.pem" "$NGINX_PORT"
 start() { # name bin

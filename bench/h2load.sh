@@ -26,20 +26,8 @@ trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; wait 
 # The files: a 10 KB page, a 1 KB asset, and the example site for the push case.
 mkdir -p "$WORK/www"
 cp -r examples/site/. "$WORK/www/"
-python3 - "$WORK/www" <<'PY'
-import sys
-root = sys.argv[1]
-body = "".join(f"<p>pushwise benchmark paragraph {i:04d} lorem ipsum dolor sit amet.</p>\n" for i in range(150))
-page = f"<!doctype html><html><head><title>10k</title></head><body>\n{body}</body></html>\n"
-page = page + " " * (10240 - len(page))
-open(f"{root}/page-10k.html", "w").write(page[:10240])
-open(f"{root}/asset-1k.css", "w").write(("/* 1 KB */ " + "a{color:red}" * 100)[:1024])
-PY
-
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
-  -days 2 -subj "/CN=localhost" >/dev/null 2>&1
-
 source bench/lib.sh
+bench_files "$WORK"
 NGINX_PORT=$(free_port)
 start_nginx "$WORK" "$WORK/www" "$WORK/cert.pem" "$WORK/key.pem" "$NGINX_PORT"
 

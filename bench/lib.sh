@@ -30,3 +30,20 @@ http {
 NGX
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' 2>"$work/nginx/stderr" &
 }
+
+# bench_files DIR: the throughput benchmarks' files, a 10 KB page and a 1 KB asset, and a
+# self-signed certificate for localhost in DIR/cert.pem and DIR/key.pem.
+bench_files() {
+  local dir=$1
+  mkdir -p "$dir/www"
+  python3 - "$dir/www" <<'PY'
+import sys
+root = sys.argv[1]
+body = "".join(f"<p>pushwise benchmark paragraph {i:04d} lorem ipsum dolor sit amet.</p>\n" for i in range(150))
+page = f"<!doctype html><html><head><title>10k</title></head><body>\n{body}</body></html>\n"
+open(f"{root}/page-10k.html", "w").write((page + " " * 10240)[:10240])
+open(f"{root}/asset-1k.css", "w").write(("/* 1 KB */ " + "a{color:red}" * 100)[:1024])
+PY
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" \
+    -days 2 -subj "/CN=localhost" >/dev/null 2>&1
+}
