@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+pub use pushwise_store::rows::AssetInfo;
 use pushwise_store::rows::EventRow;
 use pushwise_store::{Context, PushMark, UaClass};
 
@@ -19,26 +20,6 @@ pub struct View {
     pub needed: Vec<(u32, i64)>,
     /// Assets pushed, hinted or skipped-as-cached on this view: their need is unknown here.
     pub unknown: Vec<u32>,
-}
-
-/// What is known of an asset across all events.
-#[derive(Debug, Clone, Default)]
-pub struct AssetInfo {
-    pub bytes_sum: i64,
-    pub bytes_n: i64,
-    pub cacheable: bool,
-    pub saw_ok: bool,
-    pub last_status: u16,
-}
-
-impl AssetInfo {
-    pub fn typical_bytes(&self) -> i64 {
-        if self.bytes_n == 0 {
-            0
-        } else {
-            self.bytes_sum / self.bytes_n
-        }
-    }
 }
 
 /// Page views with interned paths.
@@ -85,30 +66,9 @@ fn opens_view(e: &EventRow) -> bool {
 
 /// What every event says about its path: size, cacheability, last status.
 fn asset_info(events: &[EventRow], ids: &[u32], n_paths: usize) -> Vec<AssetInfo> {
-    let mut info = vec![
-        AssetInfo {
-            cacheable: true,
-            ..Default::default()
-        };
-        n_paths
-    ];
+    let mut info = vec![AssetInfo::unseen(); n_paths];
     for (e, &id) in events.iter().zip(ids) {
-        let i = &mut info[id as usize];
-        if matches!(
-            PushMark::from_i64(e.push),
-            PushMark::SkippedDigest | PushMark::Hinted
-        ) {
-            continue; // not a response
-        }
-        i.cacheable &= e.cacheable;
-        if e.status == 200 {
-            i.saw_ok = true;
-            i.bytes_sum += e.bytes.max(0);
-            i.bytes_n += 1;
-        }
-        if e.status != 0 {
-            i.last_status = e.status;
-        }
+        info[id as usize].add(e);
     }
     info
 }

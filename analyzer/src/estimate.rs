@@ -92,18 +92,22 @@ pub fn estimate<'a>(
     let hl = half_life_ms.max(1) as f64;
     for v in views {
         let age = (newest - v.ts_ms).max(0) as f64;
-        let w = 0.5f64.powf(age / hl);
-        for key in [(v.page, v.context), (v.page, Context::PageWide)] {
-            let pe = est.entry(key).or_default();
-            pe.views += 1;
-            pe.weighted += w;
-            for &(a, d) in &v.needed {
-                pe.assets.entry(a).or_default().hit(w, d);
-            }
-            for &a in &v.unknown {
-                pe.assets.entry(a).or_default().unknown(w);
-            }
-        }
+        add_view(&mut est, v, 0.5f64.powf(age / hl));
     }
     est
+}
+
+/// Adds one view with weight `w` to its page's estimate in its context and page-wide.
+pub fn add_view(est: &mut Estimates, v: &View, w: f64) {
+    for key in [(v.page, v.context), (v.page, Context::PageWide)] {
+        let pe = est.entry(key).or_default();
+        pe.views += 1;
+        pe.weighted += w;
+        for &(a, d) in &v.needed {
+            pe.assets.entry(a).or_default().hit(w, d);
+        }
+        for &a in &v.unknown {
+            pe.assets.entry(a).or_default().unknown(w);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! A pass costs what is new: it never reads the events already counted, and its memory is bounded
 //! by the counts (pages × contexts × assets) and the clients active within a session gap.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use pushwise_store::rows::NewGeneration;
@@ -114,7 +114,6 @@ pub async fn run_pass_with(
         window_ms: lp.window_ms,
         open: finished.reopen(),
         clocks: finished.clocks,
-        done: HashSet::new(),
     };
     let (rescale, info) = (closed.rescale, finished.info.into_rows());
     let fold = Fold {
@@ -206,16 +205,13 @@ async fn select_and_write(
     let mut est = open;
     est.add_stored(&stored_views, &stored_assets, &mut names);
     // Every path a response was seen for can be pinned, even one never tied to a page view.
-    for r in &info_rows {
-        names.id(&r.path);
+    for (path, _) in &info_rows {
+        names.id(path);
     }
     let views = views_for_selection(names, info_rows);
-    let (stats, rows) = tokio::task::spawn_blocking(move || {
-        let (stats, rows) = select(&views, &est.est, &sp);
-        (stats, rows)
-    })
-    .await
-    .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
+    let (stats, rows) = tokio::task::spawn_blocking(move || select(&views, &est.est, &sp))
+        .await
+        .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
     let selected_ms = t.elapsed().as_millis();
     report.pages = stats.iter().filter(|s| s.context.is_page_wide()).count();
     // A page "has a set" when any of its contexts (or the page-wide estimate) pushes something.
@@ -252,30 +248,13 @@ async fn select_and_write(
 }
 
 /// The interned paths with what the responses said about each, as selection wants them.
-fn views_for_selection(names: Names, info_rows: Vec<pushwise_store::AssetInfoRow>) -> Views {
-    let infos: HashMap<String, AssetInfo> = info_rows
-        .into_iter()
-        .map(|r| {
-            let info = AssetInfo {
-                bytes_sum: r.bytes_sum,
-                bytes_n: r.bytes_n,
-                cacheable: r.cacheable,
-                saw_ok: r.saw_ok,
-                last_status: r.last_status,
-            };
-            (r.path, info)
-        })
-        .collect();
+fn views_for_selection(names: Names, info_rows: Vec<(String, AssetInfo)>) -> Views {
+    let infos: HashMap<String, AssetInfo> = info_rows.into_iter().collect();
     Views {
         info: names
             .names
             .iter()
-            .map(|n| {
-                infos.get(n).cloned().unwrap_or(AssetInfo {
-                    cacheable: true,
-                    ..Default::default()
-                })
-            })
+            .map(|n| infos.get(n).cloned().unwrap_or_else(AssetInfo::unseen))
             .collect(),
         paths: names.names,
         views: Vec::new(),

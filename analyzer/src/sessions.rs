@@ -26,12 +26,17 @@ pub const LIVE: i64 = 0;
 /// Sessions are swept for closing after this many new events (bounds memory on long imports).
 const SWEEP_EVERY: usize = 50_000;
 
-/// The events of one session.
+/// The events of one session (never empty), in id order.
 #[derive(Debug)]
 struct Session {
-    first_id: i64,
     last_ts: i64,
     events: Vec<EventRow>,
+}
+
+impl Session {
+    fn first_id(&self) -> i64 {
+        self.events[0].id
+    }
 }
 
 /// The sessions of one pass, fed events in id order.
@@ -85,13 +90,11 @@ impl Sessions {
             if e.id <= self.watermark {
                 // Read before: only an open session's events count again, and nothing closes
                 // until the open sessions are whole again (all of their events precede the new).
-                match self.reopen.get(&key) {
-                    Some(&first) if e.id >= first => {}
-                    _ => continue,
+                if self.reopen.get(&key).is_none_or(|&first| e.id < first) {
+                    continue;
                 }
                 self.events_again += 1;
                 let s = self.open.entry(key).or_insert_with(|| Session {
-                    first_id: first_of(&self.reopen, key),
                     last_ts: i64::MIN,
                     events: Vec::new(),
                 });
@@ -113,7 +116,6 @@ impl Sessions {
                 closed.add_session(&s.events, &self.lp, names, true);
             }
             let s = self.open.entry(key).or_insert_with(|| Session {
-                first_id: e.id,
                 last_ts: i64::MIN,
                 events: Vec::new(),
             });
@@ -147,7 +149,7 @@ impl Sessions {
             .map(|(k, _)| *k)
             .collect();
         // Close in a fixed order, so the sums come out the same on every run.
-        shut.sort_by_key(|k| self.open[k].first_id);
+        shut.sort_by_key(|k| self.open[k].first_id());
         for k in shut {
             let s = self.open.remove(&k).expect("listed above");
             closed.add_session(&s.events, &self.lp, names, true);
@@ -167,7 +169,7 @@ impl Sessions {
         *live = (*live).max(now_ms - LATENESS_MS);
         self.close_where(closed, names, |src, _| src != LIVE && done.contains(&src));
         let mut still: Vec<Session> = self.open.into_values().collect();
-        still.sort_by_key(|s| s.first_id);
+        still.sort_by_key(Session::first_id);
         Finished {
             open: still.into_iter().map(|s| s.events).collect(),
             clocks: self.clocks,
@@ -195,8 +197,4 @@ impl Finished {
             })
             .collect()
     }
-}
-
-fn first_of(reopen: &HashMap<(i64, i64), i64>, key: (i64, i64)) -> i64 {
-    reopen.get(&key).copied().unwrap_or(i64::MAX)
 }

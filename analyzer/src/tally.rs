@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 
 use pushwise_store::rows::EventRow;
-use pushwise_store::{AssetCount, AssetInfoRow, Context, PushMark, ViewCount};
+use pushwise_store::{AssetCount, ViewCount};
 
-use crate::attribute::{Names, attribute_with};
-use crate::estimate::{AssetEstimate, Estimates, PageEstimate};
+use crate::attribute::{AssetInfo, Names, attribute_with};
+use crate::estimate::{AssetEstimate, Estimates, PageEstimate, add_view};
 use crate::params::LearnParams;
 
 /// Past this exponent the reference time moves forward (2^512 is far from f64's limit, 2^1023).
@@ -77,17 +77,7 @@ impl Tally {
         for view in &views {
             let w = self.weight(view.ts_ms, may_move);
             self.views += 1;
-            for key in [(view.page, view.context), (view.page, Context::PageWide)] {
-                let pe = self.est.entry(key).or_default();
-                pe.views += 1;
-                pe.weighted += w;
-                for &(a, d) in &view.needed {
-                    pe.assets.entry(a).or_default().hit(w, d);
-                }
-                for &a in &view.unknown {
-                    pe.assets.entry(a).or_default().unknown(w);
-                }
-            }
+            add_view(&mut self.est, view, w);
         }
     }
 
@@ -155,43 +145,21 @@ impl Tally {
 /// What the responses of each path said, from the events read for the first time.
 #[derive(Debug, Default)]
 pub struct InfoTally {
-    rows: HashMap<String, AssetInfoRow>,
+    rows: HashMap<String, AssetInfo>,
 }
 
 impl InfoTally {
     pub fn add(&mut self, e: &EventRow) {
-        if matches!(
-            PushMark::from_i64(e.push),
-            PushMark::SkippedDigest | PushMark::Hinted
-        ) {
-            return; // not a response
-        }
-        if !self.rows.contains_key(&e.path) {
-            let row = AssetInfoRow {
-                path: e.path.clone(),
-                bytes_sum: 0,
-                bytes_n: 0,
-                cacheable: true,
-                saw_ok: false,
-                last_status: 0,
-                last_id: 0,
-            };
-            self.rows.insert(e.path.clone(), row);
-        }
-        let i = self.rows.get_mut(&e.path).expect("inserted above");
-        i.cacheable &= e.cacheable;
-        if e.status == 200 {
-            i.saw_ok = true;
-            i.bytes_sum += e.bytes.max(0);
-            i.bytes_n += 1;
-        }
-        if e.status != 0 && e.id > i.last_id {
-            i.last_status = e.status;
-            i.last_id = e.id;
+        if let Some(i) = self.rows.get_mut(&e.path) {
+            i.add(e);
+        } else {
+            let mut i = AssetInfo::unseen();
+            i.add(e);
+            self.rows.insert(e.path.clone(), i);
         }
     }
 
-    pub fn into_rows(self) -> Vec<AssetInfoRow> {
-        self.rows.into_values().collect()
+    pub fn into_rows(self) -> Vec<(String, AssetInfo)> {
+        self.rows.into_iter().collect()
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use pushwise_store::rows::{PageStat, SetRow};
 use pushwise_store::sets::pick;
-use pushwise_store::{Context, Dictionary, Store};
+use pushwise_store::{Context, Store};
 
 use crate::attribute::{View, Views, attribute};
 use crate::error::Error;
@@ -98,14 +98,7 @@ pub async fn tune(
         ));
     }
     let from = (store.max_event_id().await? - window_events).max(0);
-    let mut events = Vec::new();
-    let (mut after, mut dict) = (from, Dictionary::default());
-    loop {
-        let page = store.read_events(after, 50_000, &mut dict).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        events.extend(page);
-    }
+    let events = store.load_events_after(from).await?;
     let views = attribute(&events, lp);
     drop(events);
     let base = SelectParams::from_store(store).await?;

@@ -24,7 +24,7 @@ use crate::rows::{
     Probability, Reason, SetRow, ThresholdRow,
 };
 use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
-pub use learn::{AssetCount, AssetInfoRow, Dictionary, Fold, LearnState, ViewCount};
+pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
 pub use writer::EventWriter;
 
 /// The migrations in `migrations/`, embedded at build time.
@@ -287,12 +287,20 @@ impl Store {
     /// Memory grows with the log: for tests and small stores; the learner reads pages instead
     /// ([`Store::read_events`]).
     pub async fn load_events(&self, since_ms: i64) -> Result<Vec<EventRow>, Error> {
-        let (mut out, mut after, mut dict) = (Vec::new(), 0, Dictionary::default());
+        let mut events = self.load_events_after(0).await?;
+        events.retain(|e| e.ts_ms >= since_ms);
+        Ok(events)
+    }
+
+    /// Every event with an id above `after_id`, in id order, read in pages. Memory grows with what
+    /// it returns: `tune` bounds it by choosing `after_id`.
+    pub async fn load_events_after(&self, after_id: i64) -> Result<Vec<EventRow>, Error> {
+        let (mut out, mut after, mut dict) = (Vec::new(), after_id, Dictionary::default());
         loop {
             let page = self.read_events(after, 50_000, &mut dict).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            out.extend(page.into_iter().filter(|e| e.ts_ms >= since_ms));
+            out.extend(page);
         }
         Ok(out)
     }

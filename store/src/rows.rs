@@ -4,6 +4,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::context::Context;
+use crate::event::PushMark;
 
 /// One event as the learner reads it back (the columns it needs, nothing else).
 #[derive(Debug, Clone)]
@@ -24,6 +25,58 @@ pub struct EventRow {
     pub holdout: bool,
     /// The import this event came from (its file fingerprint), 0 for live traffic.
     pub source: i64,
+}
+
+/// What the responses for one path said: full-response sizes, cacheability, last status. The
+/// learner keeps one per path, and the store keeps it across passes.
+#[derive(Debug, Clone, Default)]
+pub struct AssetInfo {
+    pub bytes_sum: i64,
+    pub bytes_n: i64,
+    pub cacheable: bool,
+    pub saw_ok: bool,
+    pub last_status: u16,
+    /// The event that said `last_status` (events are added in id order).
+    pub last_id: i64,
+}
+
+impl AssetInfo {
+    /// A path no response has been seen for yet: cacheable until a response says otherwise.
+    pub fn unseen() -> AssetInfo {
+        AssetInfo {
+            cacheable: true,
+            ..Default::default()
+        }
+    }
+
+    /// What one event says about its path: its size when a full 200, whether it may be shared,
+    /// its status. Push marks (skipped by digest, hinted) are not responses and say nothing.
+    pub fn add(&mut self, e: &EventRow) {
+        if matches!(
+            PushMark::from_i64(e.push),
+            PushMark::SkippedDigest | PushMark::Hinted
+        ) {
+            return;
+        }
+        self.cacheable &= e.cacheable;
+        if e.status == 200 {
+            self.saw_ok = true;
+            self.bytes_sum += e.bytes.max(0);
+            self.bytes_n += 1;
+        }
+        if e.status != 0 {
+            self.last_status = e.status;
+            self.last_id = e.id;
+        }
+    }
+
+    pub fn typical_bytes(&self) -> i64 {
+        if self.bytes_n == 0 {
+            0
+        } else {
+            self.bytes_sum / self.bytes_n
+        }
+    }
 }
 
 /// Why a candidate asset is in its set or not.

@@ -12,13 +12,14 @@ use super::Store;
 use super::compact::Flags;
 use crate::context::Context;
 use crate::error::Error;
-use crate::rows::EventRow;
+use crate::rows::{AssetInfo, EventRow};
 
 /// Rows per multi-row upsert: 8 columns × 500 stays far below SQLite's variable limit.
 const CHUNK: usize = 500;
 
 /// Where the learner stands: the last event it read, the parameters its counts were built with,
-/// the clock of every source, the imports that are complete, and the sessions still open.
+/// the clock of every source, and the sessions still open. (Which imports are complete is
+/// [`Store::sources_done`]: the importer marks them, not the learner.)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LearnState {
     pub watermark: i64,
@@ -28,8 +29,6 @@ pub struct LearnState {
     pub window_ms: i64,
     /// Per source (0 = live traffic), the latest request time seen.
     pub clocks: HashMap<i64, i64>,
-    /// Import sources whose every line is in the event log.
-    pub done: HashSet<i64>,
     /// (client, source) → the first event id of its open session.
     pub open: HashMap<(i64, i64), i64>,
 }
@@ -57,19 +56,6 @@ pub struct AssetCount {
     pub delay_ln_sum: f64,
 }
 
-/// What the responses for one path said: full-response sizes, cacheability, last status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssetInfoRow {
-    pub path: String,
-    pub bytes_sum: i64,
-    pub bytes_n: i64,
-    pub cacheable: bool,
-    pub saw_ok: bool,
-    /// The status of the response with the highest event id (`last_id`).
-    pub last_status: u16,
-    pub last_id: i64,
-}
-
 /// Everything one pass writes, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Fold {
@@ -79,7 +65,8 @@ pub struct Fold {
     pub rescale: f64,
     pub views: Vec<ViewCount>,
     pub assets: Vec<AssetCount>,
-    pub info: Vec<AssetInfoRow>,
+    /// What the new events said about each path.
+    pub info: Vec<(String, AssetInfo)>,
 }
 
 /// The `strings` dictionary as far as the learner has read it (id → text).
@@ -119,7 +106,6 @@ impl Store {
         {
             s.clocks.insert(r.get(0), r.get(1));
         }
-        s.done = self.sources_done().await?;
         for r in sqlx::query("SELECT client, source, first_id FROM open_sessions")
             .fetch_all(&self.pool)
             .await?
@@ -225,7 +211,7 @@ impl Store {
     /// Every stored count, for selection.
     pub async fn learn_counts(
         &self,
-    ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<AssetInfoRow>), Error> {
+    ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<(String, AssetInfo)>), Error> {
         let views = sqlx::query("SELECT page, context, views, weighted FROM view_counts")
             .fetch_all(&self.pool)
             .await?
@@ -265,14 +251,16 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|r| AssetInfoRow {
-            path: r.get(0),
-            bytes_sum: r.get(1),
-            bytes_n: r.get(2),
-            cacheable: r.get(3),
-            saw_ok: r.get(4),
-            last_status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-            last_id: r.get(6),
+        .map(|r| {
+            let info = AssetInfo {
+                bytes_sum: r.get(1),
+                bytes_n: r.get(2),
+                cacheable: r.get(3),
+                saw_ok: r.get(4),
+                last_status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
+                last_id: r.get(6),
+            };
+            (r.get(0), info)
         })
         .collect();
         Ok((views, assets, info))
@@ -336,8 +324,8 @@ impl Store {
                 "INSERT INTO asset_info (path, bytes_sum, bytes_n, cacheable, saw_ok, \
                  last_status, last_id) ",
             );
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(&a.path)
+            q.push_values(chunk, |mut b, (path, a)| {
+                b.push_bind(path)
                     .push_bind(a.bytes_sum)
                     .push_bind(a.bytes_n)
                     .push_bind(a.cacheable)
