@@ -175,8 +175,54 @@ pub struct ServeArgs {
     /// On SIGTERM / Ctrl-C, wait at most this many seconds for in-flight requests.
     #[arg(long, env = "PUSHWISE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// A proxy or load balancer in front of pushwise whose X-Forwarded-For is believed (CIDR or
+    /// address, repeatable). From any other peer, X-Forwarded-For, Forwarded and X-Real-IP are
+    /// dropped and the peer's address is the client.
+    #[arg(long = "trusted-proxy", env = "PUSHWISE_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve files and directories whose name starts with a dot (.git/, .env). Off by default;
+    /// /.well-known/ is always served.
+    #[arg(long, env = "PUSHWISE_SERVE_DOTFILES")]
+    pub serve_dotfiles: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub learn: LearnArgs,
+}
+
+/// What one client may cost the server. Each limit is attacked by a test; SECURITY.md has the table.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Open connections at most (TLS or still handshaking); more are closed as soon as accepted.
+    #[arg(long, env = "PUSHWISE_MAX_CONNECTIONS", default_value = "4096")]
+    pub max_connections: NonZeroUsize,
+    /// Streams handled at once across all connections; more are refused with REFUSED_STREAM.
+    #[arg(long, env = "PUSHWISE_MAX_STREAMS", default_value = "8192")]
+    pub max_streams: NonZeroUsize,
+    /// Largest request body, in bytes (streamed to the upstream; a static site reads none).
+    #[arg(long, env = "PUSHWISE_MAX_REQUEST_BODY", default_value_t = 8 * 1024 * 1024)]
+    pub max_request_body: usize,
+    /// Seconds a request body may take to arrive whole; then 408 and the stream is closed.
+    #[arg(long, env = "PUSHWISE_REQUEST_BODY_TIMEOUT", default_value = "30", value_parser = positive)]
+    pub request_body_timeout: f64,
+    /// Seconds a response may wait for a client that stopped reading; then its stream is reset.
+    #[arg(long, env = "PUSHWISE_SEND_TIMEOUT", default_value = "30", value_parser = positive)]
+    pub send_timeout: f64,
+    /// Seconds a new connection has to finish its TLS handshake and HTTP/2 preface.
+    #[arg(long, env = "PUSHWISE_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = positive)]
+    pub handshake_timeout: f64,
+    /// HTTP/2 streams a client may reset before they are handled, per connection, before the
+    /// connection is closed with ENHANCE_YOUR_CALM (the rapid-reset defence, CVE-2023-44487).
+    #[arg(long, env = "PUSHWISE_MAX_PENDING_RESETS", default_value_t = 20)]
+    pub max_pending_resets: usize,
+    /// Requests in flight to the --upstream at most (so at most this many upstream connections);
+    /// more wait, up to --upstream-timeout, then get 503.
+    #[arg(long, env = "PUSHWISE_UPSTREAM_MAX_CONNECTIONS", default_value = "256")]
+    pub upstream_max_connections: NonZeroUsize,
+    /// Seconds the --upstream has to answer a request (headers), waiting for a connection included.
+    #[arg(long, env = "PUSHWISE_UPSTREAM_TIMEOUT", default_value = "30", value_parser = positive)]
+    pub upstream_timeout: f64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +241,14 @@ pub struct LearnArgs {
     /// Evidence loses half its weight every this many hours.
     #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value = "168", value_parser = positive)]
     pub half_life_hours: f64,
+}
+
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.7`).
+fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("must be an address or a CIDR network like 10.0.0.0/8, got {s:?}"))
 }
 
 /// A number greater than zero (and finite).

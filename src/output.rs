@@ -24,12 +24,13 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 
 /// A page as operators type it (`blog/`, `/blog/?x=1`) in the form the store keys it (`/blog/`).
 pub fn page_arg(p: &str) -> String {
-    let p = pushwise_store::event::normalize_path(p.trim(), false);
-    if p.starts_with('/') {
-        p
+    let p = p.trim();
+    let p = if p.starts_with('/') {
+        p.to_string()
     } else {
         format!("/{p}")
-    }
+    };
+    pushwise_store::event::normalize_path(&p, false)
 }
 
 pub fn out() -> std::io::StdoutLock<'static> {

@@ -106,8 +106,11 @@ fn attribute_ids(
     names: &Names,
     p: &LearnParams,
 ) -> (Vec<View>, usize) {
-    // Order by client, then time, then arrival.
-    let mut order: Vec<usize> = (0..events.len()).collect();
+    // Order by client, then time, then arrival; only what may be learned from (no POSTs, no
+    // error responses).
+    let mut order: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].learnable())
+        .collect();
     order.sort_unstable_by_key(|&i| (events[i].client, events[i].ts_ms, events[i].id));
 
     let mut views: Vec<View> = Vec::new();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use pushwise_store::event::{method, normalize_path};
+use pushwise_store::event::{method, normalize_path, recorded_path};
 use pushwise_store::time::parse_clf_date;
 use pushwise_store::{ClientKeyer, Event, PushMark, Referer, Store, UaClass};
 
@@ -333,7 +333,9 @@ fn event_of(
         stream_id: 0,
         method: method(l.method),
         is_page: opts.pages.is_page(&path),
-        path: path.into(),
+        // As the server records them: error responses under one path (bot probes would
+        // otherwise each become a dictionary row).
+        path: recorded_path(path, l.status),
         status: l.status,
         bytes: l.bytes,
         content_type: None,

@@ -150,6 +150,9 @@ pub struct InfoTally {
 
 impl InfoTally {
     pub fn add(&mut self, e: &EventRow) {
+        if !e.learnable() {
+            return;
+        }
         if let Some(i) = self.rows.get_mut(&e.path) {
             i.add(e);
         } else {

@@ -46,6 +46,7 @@ impl Ev {
             push,
             holdout: false,
             source: 0,
+            fetch: true,
         });
         self
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::ConnState;
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 use crate::shared::Shared;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets in-flight streams
@@ -41,12 +41,20 @@ pub(crate) async fn accept_loop(
             },
             _ = &mut shutdown => break,
         };
+        // Over the cap the connection is closed at once: a client learns it now, and the slots
+        // held by idle or handshake-less connections come back through their timeouts.
+        let Ok(permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            shared.metrics.limit(Limit::connections);
+            drop(tcp);
+            continue;
+        };
         let shared = Arc::clone(&shared);
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
             connection(shared, acceptor, tcp, peer, cancel, t2).await;
+            drop(permit);
         });
     }
     drop(listener);
@@ -102,7 +110,8 @@ async fn connection(
     shared.metrics.open_connections.inc();
     let _open = OpenGuard(Arc::clone(&shared.metrics));
     let id = shared.next_conn_id();
-    let conn = Arc::new(ConnState::new(id, peer.ip()));
+    let trusted = crate::forwarded::is_trusted(peer.ip(), &shared.config.trusted_proxies);
+    let conn = Arc::new(ConnState::new(id, peer.ip(), trusted));
     let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let started = std::time::Instant::now();
     if is_h2 {

@@ -112,10 +112,23 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub shutdown_grace: Duration,
-    /// Largest request body accepted (forwarded to an upstream).
+    /// Largest request body accepted (streamed to an upstream; a static site takes none).
     pub max_request_body: usize,
+    /// A request body must have arrived whole this long after its headers (else 408 / reset).
+    pub request_body_timeout: Duration,
+    /// A response whose client grants no flow-control window for this long is reset.
+    pub send_timeout: Duration,
+    /// Open connections (TLS or not yet) at most; more are closed as soon as accepted.
+    pub max_connections: std::num::NonZeroUsize,
+    /// Streams being handled at once across all connections; more are refused (REFUSED_STREAM).
+    pub max_streams: std::num::NonZeroUsize,
+    /// Streams a client may reset before the server has handled them, per connection, before it
+    /// gets GOAWAY ENHANCE_YOUR_CALM: the HTTP/2 rapid-reset defence (CVE-2023-44487).
+    pub max_pending_resets: usize,
     /// Write a combined-format access-log line per request through tracing.
     pub access_log: bool,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front of pushwise).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -136,7 +149,13 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_request_body: 8 * 1024 * 1024,
+            request_body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            max_connections: std::num::NonZeroUsize::new(4096).expect("not zero"),
+            max_streams: std::num::NonZeroUsize::new(8192).expect("not zero"),
+            max_pending_resets: 20,
             access_log: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

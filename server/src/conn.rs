@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct ConnState {
     pub id: u64,
+    /// The peer's address (the client's, unless the peer is a trusted proxy).
     pub client_ip: std::net::IpAddr,
+    /// The peer is a trusted proxy: each request's client comes from its `X-Forwarded-For`.
+    pub peer_trusted: bool,
     /// Paths pushed or requested on this connection: never pushed again on it.
     diary: Mutex<HashSet<String>>,
     push_refused: AtomicBool,
@@ -24,10 +27,11 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    pub fn new(id: u64, client_ip: std::net::IpAddr) -> Self {
+    pub fn new(id: u64, client_ip: std::net::IpAddr, peer_trusted: bool) -> Self {
         ConnState {
             id,
             client_ip,
+            peer_trusted,
             diary: Mutex::new(HashSet::new()),
             push_refused: AtomicBool::new(false),
             push_gate: AtomicBool::new(false),
@@ -100,7 +104,7 @@ mod tests {
 
     #[test]
     fn client_key_is_hashed_again_only_when_the_user_agent_changes() {
-        let conn = ConnState::new(1, "192.0.2.7".parse().unwrap());
+        let conn = ConnState::new(1, "192.0.2.7".parse().unwrap(), false);
         let keyer = pushwise_store::ClientKeyer::new([7; 32]);
         let calls = std::cell::Cell::new(0);
         let key = |ua: Option<&str>| {

@@ -66,10 +66,15 @@ impl ReqInfo {
             method: pushwise_store::event::method(parts.method.as_str()),
             path: normalize_path(pq, shared.config.keep_query),
             // The keyed hash is only needed for events and access-log lines.
-            client: if shared.recorder.is_some() || shared.config.access_log {
-                conn.client_key(ua, |ua| shared.keyer.key(&client_ip.to_string(), ua))
-            } else {
+            client: if !(shared.recorder.is_some() || shared.config.access_log) {
                 0
+            } else if conn.peer_trusted {
+                // Many clients share a proxy's connection: no per-connection cache.
+                let trusted = &shared.config.trusted_proxies;
+                let ip = crate::forwarded::client_ip(client_ip, headers, trusted);
+                shared.keyer.key(&ip.to_string(), ua)
+            } else {
+                conn.client_key(ua, |ua| shared.keyer.key(&client_ip.to_string(), ua))
             },
             ua: UaClass::of(ua),
             referer,
@@ -98,6 +103,34 @@ pub fn request_authority(parts: &http::request::Parts) -> String {
                 .map(String::from)
         })
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The request target as the origin is asked for it: the canonical path (see
+/// [`canonical_path`](pushwise_store::event::canonical_path)) with the query as sent, so every
+/// variant of a path (`//a`, `/./a`, `/%61`) is served, cached, recorded and learned as one.
+/// `Err` is the answer to a target without a canonical form (414 when too long, else 400).
+pub fn canonical_target(uri: &http::Uri) -> Result<String, (http::StatusCode, &'static str)> {
+    use http::StatusCode;
+    use pushwise_store::event::{MAX_PATH_LEN, canonical_path};
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if pq.len() > MAX_PATH_LEN {
+        return Err((StatusCode::URI_TOO_LONG, "request target too long\n"));
+    }
+    let Some(path) = canonical_path(uri.path(), false) else {
+        return Err((StatusCode::BAD_REQUEST, "bad path\n"));
+    };
+    Ok(match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    })
+}
+
+/// The request headers the origin gets: the client's own claims of who it is removed unless it
+/// is a trusted proxy (see [`forwarded`](crate::forwarded)).
+pub fn origin_headers(headers: &http::HeaderMap, conn: &ConnState) -> http::HeaderMap {
+    let mut h = headers.clone();
+    crate::forwarded::strip_untrusted(&mut h, conn.peer_trusted);
+    h
 }
 
 /// What the response was, for the event.
@@ -160,7 +193,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             path: if matches!(resp.status, 200..=299 | 304) {
                 crate::intern::path(req.path)
             } else {
-                req.path.into()
+                pushwise_store::event::recorded_path(req.path, resp.status)
             },
             status: resp.status,
             bytes,
@@ -204,7 +237,7 @@ pub fn record_skips(shared: &Shared, page: &ReqInfo, skipped_digest: &[String], 
 
 /// A combined-format line (with the client key instead of the IP), re-importable by `pushwise import`.
 fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
-    let q = |s: &Option<String>| s.as_deref().unwrap_or("-").replace('"', "\\\"");
+    let q = |s: &Option<String>| log_escape(s.as_deref().unwrap_or("-"));
     tracing::info!(
         target: "pushwise::access",
         "{:016x} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
@@ -212,6 +245,21 @@ fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
         req.protocol.version(), resp.status, bytes,
         q(&req.raw_referer), q(&req.user_agent)
     );
+}
+
+/// A header value as an access-log field: `"`, `\\` and control characters escaped (`\\xHH`), so a
+/// client cannot forge a line or a field of one.
+fn log_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 type OnDone = Box<dyn FnOnce(u64) + Send + Sync>;
@@ -271,5 +319,19 @@ impl http_body::Body for RecordingBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_log_fields_cannot_break_out_of_their_quotes_or_line() {
+        assert_eq!(log_escape("Mozilla/5.0"), "Mozilla/5.0");
+        assert_eq!(log_escape("a\"b"), "a\\\"b");
+        assert_eq!(log_escape("a\\"), "a\\\\");
+        assert_eq!(log_escape("x\n1.2.3.4 - - [..]"), "x\\x0A1.2.3.4 - - [..]");
+        assert_eq!(log_escape("\u{1b}[31m"), "\\x1B[31m");
     }
 }

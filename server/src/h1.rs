@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -14,10 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::Body;
 use crate::conn::ConnState;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, record_skips, request_authority};
-use crate::metrics::Protocol;
+use crate::exchange::{
+    RecordingBody, ReqInfo, RespInfo, canonical_target, origin_headers, record_skips,
+    request_authority,
+};
+use crate::metrics::{Limit, Protocol};
 use crate::origin::{OriginRequest, simple};
 use crate::push;
+use crate::request_body::{self, Cut, Fault, declared_length, within_deadline};
 use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
@@ -62,33 +65,45 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let authority = request_authority(&parts);
     let info = ReqInfo::new(&shared, &conn, &parts, &authority, 0, Protocol::http1);
-    let body = match Limited::new(body, shared.config.max_request_body)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let r = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-            return wrap(&shared, info, r, false, false);
-        }
+    let target = match canonical_target(&parts.uri) {
+        Ok(t) => t,
+        Err((status, msg)) => return wrap(&shared, info, simple(status, msg), false, false),
+    };
+    let cfg = &shared.config;
+    let (body, fault) = if !shared.origin.takes_bodies() {
+        (crate::body::empty(), Fault::complete())
+    } else if declared_length(&parts.headers).is_some_and(|n| n > cfg.max_request_body as u64) {
+        shared.metrics.limit(Limit::request_body_size);
+        let r = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        return wrap(&shared, info, r, false, false);
+    } else {
+        request_body::h1(body, cfg.max_request_body)
     };
     // HTTP/1.1 request targets are origin-form; give the origin an absolute URI like h2's.
-    let uri = format!(
-        "https://{authority}{}",
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    )
-    .parse()
-    .unwrap_or_else(|_| parts.uri.clone());
-    let resp = shared
-        .origin
-        .serve(OriginRequest {
-            method: parts.method.clone(),
-            uri,
-            headers: parts.headers.clone(),
-            body,
-            client_ip: Some(conn.client_ip),
-        })
-        .await;
+    let uri = format!("https://{authority}{target}")
+        .parse()
+        .unwrap_or_else(|_| parts.uri.clone());
+    let serve = shared.origin.serve(OriginRequest {
+        method: parts.method.clone(),
+        uri,
+        headers: origin_headers(&parts.headers, &conn),
+        body,
+        client_ip: Some(conn.client_ip),
+    });
+    let resp = match (
+        within_deadline(serve, &fault, cfg.request_body_timeout).await,
+        fault.get(),
+    ) {
+        (Some(resp), Cut::None | Cut::Complete) => resp,
+        (_, Cut::TooLarge) => {
+            shared.metrics.limit(Limit::request_body_size);
+            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        }
+        _ => {
+            shared.metrics.limit(Limit::request_body_time);
+            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
+        }
+    };
     let is_page = parts.method == Method::GET
         && resp.status() == StatusCode::OK
         && resp

@@ -19,10 +19,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
 use crate::conn::ConnState;
-use crate::exchange::{RecordingBody, ReqInfo, RespInfo, finish, record_skips, request_authority};
-use crate::metrics::{Protocol, PushOutcome};
+use crate::exchange::{
+    RecordingBody, ReqInfo, RespInfo, canonical_target, finish, origin_headers, record_skips,
+    request_authority,
+};
+use crate::metrics::{Limit, Protocol, PushOutcome};
 use crate::origin::{OriginRequest, is_cacheable, simple};
 use crate::push::{self, ViewPlan};
+use crate::request_body::{self, Cut, Fault, declared_length, within_deadline};
 use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
@@ -39,9 +43,13 @@ pub(crate) async fn serve<IO>(
     builder
         .max_concurrent_streams(cfg.max_concurrent_streams.get())
         .max_header_list_size(cfg.max_header_list_size)
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
-        .max_send_buffer_size(256 * 1024);
+        // What a client may send before the server reads it: request bodies are rare here and
+        // streamed to the upstream, so small windows bound what a stalled body can hold.
+        .initial_window_size(256 * 1024)
+        .initial_connection_window_size(1 << 20)
+        .max_send_buffer_size(256 * 1024)
+        // The rapid-reset defence, chosen here rather than left to the crate's default.
+        .max_pending_accept_reset_streams(cfg.max_pending_resets);
     let mut h2 = match tokio::time::timeout(
         cfg.handshake_timeout,
         builder.handshake::<_, Bytes>(io),
@@ -58,8 +66,13 @@ pub(crate) async fn serve<IO>(
     loop {
         tokio::select! {
             next = h2.accept() => match next {
-                Some(Ok((req, respond))) => {
+                Some(Ok((req, mut respond))) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
+                    let Ok(permit) = Arc::clone(&shared.streams).try_acquire_owned() else {
+                        shared.metrics.limit(Limit::streams);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    };
                     let max_send = h2.max_concurrent_send_streams();
                     let shared = Arc::clone(&shared);
                     let conn = Arc::clone(&conn);
@@ -69,9 +82,13 @@ pub(crate) async fn serve<IO>(
                     tracker.spawn(async move {
                         handle_stream(shared, conn, req, respond, max_send, t2).await;
                         active.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
                     });
                 }
                 Some(Err(e)) => {
+                    if e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                        shared.metrics.limit(Limit::pending_resets);
+                    }
                     tracing::debug!(conn = conn.id, error = %e, "h2 connection error");
                     break;
                 }
@@ -93,26 +110,29 @@ pub(crate) async fn serve<IO>(
     }
 }
 
-/// Reads a request body up to `limit` bytes; `None` when it is larger or broken.
-async fn read_body(mut body: RecvStream, limit: usize) -> Option<Bytes> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.ok()?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        if buf.len() + chunk.len() > limit {
-            return None;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Some(buf.freeze())
-}
-
 /// One pushed asset, promised and waiting for its body to be sent.
 struct Pushed {
     path: String,
     stream: h2::server::SendPushedResponse<Bytes>,
     parts: http::response::Parts,
     body: Body,
+}
+
+/// The request body as the origin gets it: nothing for a static site (its body is never read),
+/// else streamed and bounded. `None` when the declared length is already over the limit.
+fn request_body(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    body: RecvStream,
+) -> Option<(Body, Fault)> {
+    let cfg = &shared.config;
+    if !shared.origin.takes_bodies() || body.is_end_stream() {
+        return Some((crate::body::empty(), Fault::complete()));
+    }
+    if declared_length(headers).is_some_and(|n| n > cfg.max_request_body as u64) {
+        return None;
+    }
+    Some(request_body::h2(body, cfg.max_request_body))
 }
 
 async fn handle_stream(
@@ -124,7 +144,7 @@ async fn handle_stream(
     tracker: TaskTracker,
 ) {
     conn.requests.fetch_add(1, Ordering::Relaxed);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let authority = request_authority(&parts);
     let info = ReqInfo::new(
         &shared,
@@ -135,15 +155,25 @@ async fn handle_stream(
         Protocol::h2,
     );
     conn.note(&info.path);
-    let Some(req_body) = read_body(body, shared.config.max_request_body).await else {
+    let target = match canonical_target(&parts.uri) {
+        Ok(t) => t,
+        Err((status, msg)) => {
+            let resp = simple(status, msg);
+            return send(&shared, &mut respond, info, resp, None, Vec::new()).await;
+        }
+    };
+    if let Ok(uri) = format!("https://{authority}{target}").parse() {
+        parts.uri = uri;
+    }
+    let Some((req_body, fault)) = request_body(&shared, &parts.headers, body) else {
+        shared.metrics.limit(Limit::request_body_size);
         let resp = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-        send(&shared, &mut respond, info, resp, None, Vec::new()).await;
-        return;
+        return send(&shared, &mut respond, info, resp, None, Vec::new()).await;
     };
     let oreq = OriginRequest {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
+        headers: origin_headers(&parts.headers, &conn),
         body: req_body,
         client_ip: Some(conn.client_ip),
     };
@@ -161,7 +191,26 @@ async fn handle_stream(
         };
         announced = page.announce(&mut respond, max_send_streams).await;
     }
-    let resp = shared.origin.serve(oreq).await;
+    // A client that resets the stream cancels the work: the upstream request is dropped.
+    let timeout = shared.config.request_body_timeout;
+    let resp = tokio::select! {
+        resp = within_deadline(shared.origin.serve(oreq), &fault, timeout) => resp,
+        reason = poll_fn(|cx| respond.poll_reset(cx)) => {
+            tracing::debug!(conn = conn.id, ?reason, "stream reset by the client before its response");
+            return;
+        }
+    };
+    let resp = match (resp, fault.get()) {
+        (Some(resp), Cut::None | Cut::Complete) => resp,
+        (_, Cut::TooLarge) => {
+            shared.metrics.limit(Limit::request_body_size);
+            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        }
+        _ => {
+            shared.metrics.limit(Limit::request_body_time);
+            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
+        }
+    };
     let is_page =
         parts.method == Method::GET && resp.status() == StatusCode::OK && is_html(resp.headers());
     if is_page {
@@ -294,7 +343,7 @@ impl PageCtx<'_> {
                     method: Method::GET,
                     uri: uri.clone(),
                     headers: http::HeaderMap::new(),
-                    body: Bytes::new(),
+                    body: crate::body::empty(),
                     client_ip: Some(conn.client_ip),
                 })
                 .await;
@@ -386,7 +435,7 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
     let result = if end {
         Ok(0)
     } else {
-        send_body(&mut send, body).await
+        send_body(&shared, &mut send, body).await
     };
     match result {
         Ok(n) => {
@@ -433,12 +482,18 @@ async fn send(
         t();
     }
     if !end {
-        let _ = send_body(&mut stream, body).await;
+        let _ = send_body(shared, &mut stream, body).await;
     }
 }
 
-/// Sends a body with flow control. `Err(bytes_sent)` when the stream was reset or failed.
-async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body) -> Result<u64, u64> {
+/// Sends a body with flow control. `Err(bytes_sent)` when the stream was reset or failed, or
+/// when the client granted no window for the send timeout (then the stream is reset: a client
+/// that stops reading must not hold the response, and its connection, for ever).
+async fn send_body(
+    shared: &Shared,
+    stream: &mut SendStream<Bytes>,
+    mut body: Body,
+) -> Result<u64, u64> {
     let mut sent = 0u64;
     loop {
         let frame = match body.frame().await {
@@ -466,9 +521,15 @@ async fn send_body(stream: &mut SendStream<Bytes>, mut body: Body) -> Result<u64
                 break;
             }
             stream.reserve_capacity(data.len());
-            let cap = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(c)) => c,
-                _ => return Err(sent),
+            let window = poll_fn(|cx| stream.poll_capacity(cx));
+            let cap = match tokio::time::timeout(shared.config.send_timeout, window).await {
+                Ok(Some(Ok(c))) => c,
+                Ok(_) => return Err(sent),
+                Err(_) => {
+                    shared.metrics.limit(Limit::send_time);
+                    stream.send_reset(h2::Reason::CANCEL);
+                    return Err(sent);
+                }
             };
             if cap == 0 {
                 continue;

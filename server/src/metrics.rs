@@ -121,6 +121,41 @@ impl PushOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: Limit,
+}
+
+/// A published limit (SECURITY.md) that a client reached: what was refused or cut.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Limit {
+    /// A connection closed at accept: `--max-connections` were open.
+    connections,
+    /// A stream refused: `--max-streams` were being handled.
+    streams,
+    /// A request body larger than `--max-request-body`.
+    request_body_size,
+    /// A request body not complete within `--request-body-timeout`.
+    request_body_time,
+    /// A response the client gave no window for during `--send-timeout`.
+    send_time,
+    /// A connection closed with GOAWAY ENHANCE_YOUR_CALM: its client reset more streams than
+    /// `--max-pending-resets` before they were handled (HTTP/2 rapid reset).
+    pending_resets,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 6] = [
+        Limit::connections,
+        Limit::streams,
+        Limit::request_body_size,
+        Limit::request_body_time,
+        Limit::send_time,
+        Limit::pending_resets,
+    ];
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DigestLabels {
     pub source: DigestSource,
     pub result: DigestResult,
@@ -165,6 +200,7 @@ pub struct Metrics {
     pub tls_handshakes: Counter,
     pub tls_handshake_failures: Counter,
     pub open_connections: Gauge,
+    pub limits: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -305,6 +341,12 @@ impl Metrics {
             "Client connections open now",
             open_connections.clone(),
         );
+        let limits = Family::<LimitLabels, Counter>::default();
+        r.register(
+            "limit_hits",
+            "Connections, streams and bodies cut or refused by a published limit (SECURITY.md)",
+            limits.clone(),
+        );
         let m = Metrics {
             registry: r,
             requests,
@@ -328,6 +370,7 @@ impl Metrics {
             tls_handshakes,
             tls_handshake_failures,
             open_connections,
+            limits,
         };
         m.zero_every_label();
         m
@@ -347,11 +390,18 @@ impl Metrics {
         for outcome in PushOutcome::ALL {
             let _ = self.pushes.get_or_create(&OutcomeLabels { outcome });
         }
+        for limit in Limit::ALL {
+            let _ = self.limits.get_or_create(&LimitLabels { limit });
+        }
         for source in [DigestSource::cookie, DigestSource::header] {
             for result in [DigestResult::read, DigestResult::invalid] {
                 let _ = self.digests.get_or_create(&DigestLabels { source, result });
             }
         }
+    }
+
+    pub fn limit(&self, limit: Limit) {
+        self.limits.get_or_create(&LimitLabels { limit }).inc();
     }
 
     pub fn push(&self, outcome: PushOutcome) {
@@ -423,7 +473,12 @@ pub async fn serve(
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
-                Err(e) => { tracing::warn!(error = %e, "metrics accept failed"); continue; }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             },
             _ = &mut shutdown => return,
         };

@@ -27,6 +27,11 @@ pub struct ViewPlan {
 }
 
 /// The origin of a request, for absolute push URIs and digest keys.
+/// A same-origin absolute path: one leading `/` (`//host/x` would be another origin).
+pub fn is_local_path(path: &str) -> bool {
+    path.starts_with('/') && !path.starts_with("//")
+}
+
 pub fn absolute_url(authority: &str, path: &str) -> String {
     format!("https://{authority}{path}")
 }
@@ -62,7 +67,8 @@ pub fn plan_view(
     }
     let digests = client_digests(shared, headers, &mut plan);
     let mut budget = cfg.push_budget_bytes as i64;
-    for a in decision.assets.iter() {
+    // Only same-origin paths are ever pushed or announced, whatever the store holds.
+    for a in decision.assets.iter().filter(|a| is_local_path(&a.path)) {
         let url = absolute_url(authority, &a.path);
         if digests.iter().any(|d| d.contains(&url, None)) {
             shared.metrics.push(PushOutcome::skipped_digest);
@@ -84,6 +90,10 @@ pub fn plan_view(
     }
     plan
 }
+
+/// At most this many digests are read from one request (cookies and headers together): each is
+/// checked against every candidate with a SHA-256, so their number is the client's to bound.
+pub const MAX_DIGESTS: usize = 8;
 
 fn client_digests(shared: &Shared, headers: &HeaderMap, plan: &mut ViewPlan) -> Vec<CacheDigest> {
     let mut out = Vec::new();
@@ -119,7 +129,11 @@ fn client_digests(shared: &Shared, headers: &HeaderMap, plan: &mut ViewPlan) -> 
                 .digest(DigestSource::header, DigestResult::read);
         }
         out.extend(parsed);
+        if out.len() >= MAX_DIGESTS {
+            break;
+        }
     }
+    out.truncate(MAX_DIGESTS);
     out
 }
 
@@ -162,9 +176,42 @@ pub fn digest_cookie(
 
 /// `<path>; rel=preload; as=TYPE` (fonts need `crossorigin` to be reused by the CSS fetch).
 pub fn link_value(a: &PlannedAsset) -> Option<HeaderValue> {
+    if !is_local_path(&a.path) {
+        return None;
+    }
     let mut v = format!("<{}>; rel=preload; as={}", a.path, a.as_type.as_str());
     if a.as_type == AsType::Font {
         v.push_str("; crossorigin");
     }
     HeaderValue::from_str(&v).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(path: &str) -> PlannedAsset {
+        PlannedAsset {
+            path: path.into(),
+            as_type: AsType::Style,
+            bytes: 100,
+            probability: 1.0,
+        }
+    }
+
+    #[test]
+    fn only_same_origin_paths_become_link_headers() {
+        assert_eq!(
+            link_value(&asset("/css/site.css")).unwrap(),
+            "</css/site.css>; rel=preload; as=style"
+        );
+        for bad in [
+            "//css/site.css",
+            "//evil.example/x.css",
+            "css/site.css",
+            "!error",
+        ] {
+            assert!(link_value(&asset(bad)).is_none(), "{bad}");
+        }
+    }
 }

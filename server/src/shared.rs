@@ -20,6 +20,10 @@ pub struct Shared {
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<rustls::ServerConfig>,
+    /// One permit per open connection ([`Config::max_connections`]).
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// One permit per stream being handled ([`Config::max_streams`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
     next_conn: AtomicU64,
 }
 
@@ -34,6 +38,8 @@ impl Shared {
         tls: Arc<rustls::ServerConfig>,
     ) -> Shared {
         Shared {
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.get())),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams.get())),
             config,
             origin,
             recorder,

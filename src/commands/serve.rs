@@ -47,6 +47,14 @@ fn config(a: &ServeArgs) -> Config {
         idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         access_log: a.access_log,
+        max_connections: a.limits.max_connections,
+        max_streams: a.limits.max_streams,
+        max_request_body: a.limits.max_request_body,
+        request_body_timeout: Duration::from_secs_f64(a.limits.request_body_timeout),
+        send_timeout: Duration::from_secs_f64(a.limits.send_timeout),
+        handshake_timeout: Duration::from_secs_f64(a.limits.handshake_timeout),
+        max_pending_resets: a.limits.max_pending_resets,
+        trusted_proxies: a.trusted_proxies.clone(),
         ..Config::default()
     }
 }
@@ -62,13 +70,18 @@ fn origin(a: &ServeArgs) -> anyhow::Result<Origin> {
     Ok(match (&a.root, &a.upstream) {
         (Some(root), None) => Origin::Files(
             StaticFiles::new(root, &a.cache_control_pages, &a.cache_control_assets)
-                .with_context(|| format!("--root {}", root.display()))?,
+                .with_context(|| format!("--root {}", root.display()))?
+                .serve_dotfiles(a.serve_dotfiles),
         ),
         (None, Some(up)) => {
             let uri = up
                 .parse()
                 .with_context(|| format!("--upstream {up:?} is not a URL"))?;
-            Origin::Upstream(Upstream::new(uri, Duration::from_secs(30))?)
+            Origin::Upstream(Upstream::new(
+                uri,
+                Duration::from_secs_f64(a.limits.upstream_timeout),
+                a.limits.upstream_max_connections,
+            )?)
         }
         _ => bail!("give exactly one of --root DIR or --upstream URL"),
     })

@@ -45,11 +45,25 @@ pub struct Store {
     strings: StringIds,
 }
 
+/// Creates a missing database file readable and writable by its owner only (0600, whatever the
+/// umask): it holds the client-key salt and who fetched what. SQLite gives the `-wal` and `-shm`
+/// files it creates beside it the same mode. A file that cannot be created here is left to
+/// SQLite, whose error then says why.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
 impl Store {
     /// Opens (creating if missing) the SQLite database at `path` and applies the migrations.
     ///
     /// WAL + `synchronous=NORMAL`: a crash loses at most the last transaction, never corrupts.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        create_private(path);
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -279,6 +293,13 @@ impl Store {
 
     pub async fn count_events(&self) -> Result<i64, Error> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Rows in the string dictionary (paths, referers, methods, content types).
+    pub async fn count_strings(&self) -> Result<i64, Error> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM strings")
             .fetch_one(&self.pool)
             .await?)
     }

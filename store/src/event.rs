@@ -67,14 +67,22 @@ fn known_or_owned(known: &'static [&'static str], s: &str) -> Cow<'static, str> 
     }
 }
 
-/// A request method as an event keeps it: the standard ones as static strings.
+/// A request method as an event keeps it: the standard ones as static strings, any other as
+/// `OTHER` (methods are chosen by the client: each made-up one would be a dictionary row).
 pub fn method(m: &str) -> Cow<'static, str> {
-    known_or_owned(
-        &[
-            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-        ],
-        m,
-    )
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|k| **k == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Borrowed("OTHER"),
+    }
+}
+
+/// Whether a method's responses may be learned from: only GET and HEAD fetch a resource (a page
+/// that POSTs to `/api/submit` must never make pushwise GET it for later visitors).
+pub fn is_fetch(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
 }
 
 /// A `Content-Type` as an event keeps it: the media type without parameters (`; charset=...`),
@@ -176,19 +184,109 @@ fn strip_port(authority: &str) -> &str {
     authority.split(':').next().unwrap_or(authority)
 }
 
-/// Drops the fragment always and the query string unless `keep_query`; never returns an empty path.
-pub fn normalize_path(path: &str, keep_query: bool) -> String {
-    let path = path.split('#').next().unwrap_or("");
-    let path = if keep_query {
-        path
+/// Longest request path (with its query, when kept) that is served and recorded: longer ones are
+/// answered 414 and recorded under [`ERROR_PATH`].
+pub const MAX_PATH_LEN: usize = 2048;
+
+/// The path every response with status 400 or above, and every path that is not canonical-able,
+/// is recorded under. Why: those paths are chosen by whoever sends the request (404 probes, path
+/// variants, 4 KB junk), and each distinct one would otherwise become a dictionary row forever.
+/// It does not start with `/`, so it is never a page, an asset, a hint or a push.
+pub const ERROR_PATH: &str = "!error";
+
+/// The path an event is recorded under: the request's canonical path for answered requests,
+/// [`ERROR_PATH`] for errors (status 0 marks skips and hints, which carry a learned path).
+pub fn recorded_path(path: String, status: u16) -> Cow<'static, str> {
+    if status >= 400 || !path.starts_with('/') {
+        Cow::Borrowed(ERROR_PATH)
     } else {
-        path.split('?').next().unwrap_or("")
-    };
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        path.to_string()
+        Cow::Owned(path)
     }
+}
+
+/// The one form of a request path that serving, recording, learning and hints all use
+/// (RFC 3986 §6.2.2): fragment dropped, query dropped unless `keep_query`, percent-escapes of
+/// unreserved characters decoded and the others upper-cased, dot segments removed, runs of `/`
+/// collapsed. So `/%69ndex.html`, `//index.html` and `/./a/../index.html` are all `/index.html`.
+///
+/// `None` when `raw` is not an origin-form path (no leading `/`), has a broken escape, or is
+/// longer than [`MAX_PATH_LEN`].
+pub fn canonical_path(raw: &str, keep_query: bool) -> Option<String> {
+    let raw = raw.split('#').next().unwrap_or("");
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    if !path.starts_with('/') || raw.len() > MAX_PATH_LEN {
+        return None;
+    }
+    let decoded = decode_unreserved(path)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = decoded.split('/').skip(1).peekable();
+    // Whether the path ends in a directory (`/`, `/.`, `/..`): its slash is kept.
+    let mut trailing = false;
+    while let Some(seg) = parts.next() {
+        let last = parts.peek().is_none();
+        match seg {
+            "" | "." => trailing = last,
+            ".." => {
+                segments.pop();
+                trailing = last;
+            }
+            s => {
+                segments.push(s);
+                trailing = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if segments.is_empty() || trailing {
+        out.push('/');
+    }
+    if let Some(q) = query.filter(|_| keep_query) {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// Decodes `%XX` escapes of unreserved characters (letters, digits, `-._~`) and upper-cases the
+/// hex of every other escape; `None` for a `%` not followed by two hex digits.
+fn decode_unreserved(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return Some(path.to_string());
+    }
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            let next = path[i..].find('%').map_or(b.len(), |n| i + n);
+            out.push_str(&path[i..next]);
+            i = next;
+            continue;
+        }
+        let hex = |c: u8| (c as char).to_digit(16);
+        let (hi, lo) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+        let c = (hi * 16 + lo) as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push_str(&format!("{c:02X}"));
+        }
+        i += 3;
+    }
+    Some(out)
+}
+
+/// [`canonical_path`], with [`ERROR_PATH`] for what has no canonical form.
+pub fn normalize_path(path: &str, keep_query: bool) -> String {
+    canonical_path(path, keep_query).unwrap_or_else(|| ERROR_PATH.to_string())
 }
 
 #[cfg(test)]
@@ -196,11 +294,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn standard_methods_are_not_allocated_and_others_are_kept_verbatim() {
+    fn standard_methods_are_not_allocated_and_others_share_one_name() {
         assert!(matches!(method("GET"), Cow::Borrowed("GET")));
         assert!(matches!(method("OPTIONS"), Cow::Borrowed("OPTIONS")));
-        assert!(matches!(method("PROPFIND"), Cow::Owned(ref m) if m == "PROPFIND"));
-        assert!(matches!(method("get"), Cow::Owned(ref m) if m == "get"));
+        assert!(matches!(method("PROPFIND"), Cow::Borrowed("OTHER")));
+        assert!(matches!(method("get"), Cow::Borrowed("OTHER")));
     }
 
     #[test]
@@ -253,5 +351,67 @@ mod tests {
             Referer::reduce(Some("android-app://x"), &hosts, false),
             Referer::External
         );
+    }
+
+    #[test]
+    fn path_variants_have_one_canonical_form() {
+        let c = |p: &str| canonical_path(p, false);
+        for v in [
+            "/index.html",
+            "//index.html",
+            "/./index.html",
+            "/a/../index.html",
+            "/%69ndex.html",
+            "/%69ndex%2Ehtml?v=3#x",
+            "/d7/.././/index.html",
+            "/../index.html",
+        ] {
+            assert_eq!(c(v).as_deref(), Some("/index.html"), "{v}");
+        }
+        assert_eq!(c("/").as_deref(), Some("/"));
+        assert_eq!(c("/a/").as_deref(), Some("/a/"));
+        assert_eq!(c("/a/.").as_deref(), Some("/a/"));
+        assert_eq!(c("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(c("/..").as_deref(), Some("/"));
+        assert_eq!(
+            c("/a%2fb").as_deref(),
+            Some("/a%2Fb"),
+            "reserved escapes stay escaped"
+        );
+        assert_eq!(c("/a%20b").as_deref(), Some("/a%20b"));
+        assert_eq!(canonical_path("/a?x=1#f", true).as_deref(), Some("/a?x=1"));
+    }
+
+    #[test]
+    fn paths_without_a_canonical_form_are_refused() {
+        for bad in ["", "a.css", "*", "/a%2", "/a%zz", "http://x/"] {
+            assert_eq!(canonical_path(bad, false), None, "{bad:?}");
+        }
+        let long = format!("/{}", "x".repeat(MAX_PATH_LEN));
+        assert_eq!(canonical_path(&long, false), None);
+        assert_eq!(normalize_path(&long, false), ERROR_PATH);
+    }
+
+    #[test]
+    fn error_responses_are_recorded_under_one_path() {
+        assert_eq!(recorded_path("/a.css".into(), 200), "/a.css");
+        assert_eq!(recorded_path("/a.css".into(), 304), "/a.css");
+        assert_eq!(recorded_path("/a.css".into(), 0), "/a.css");
+        assert_eq!(recorded_path("/nope-123".into(), 404), ERROR_PATH);
+        assert_eq!(recorded_path("/boom".into(), 502), ERROR_PATH);
+    }
+
+    proptest::proptest! {
+        /// Any input: no panic; a canonical path starts with one `/`, has no empty, `.` or `..`
+        /// segment, and is its own canonical form.
+        #[test]
+        fn canonical_paths_are_canonical(raw in "(/|%2[eE]|%[0-9a-fA-F]{2}|\\.|\\.\\.|[a-z]|%|\\?|#){0,24}") {
+            if let Some(c) = canonical_path(&raw, false) {
+                proptest::prop_assert!(c.starts_with('/') && !c.starts_with("//"), "{c}");
+                let inner = c.trim_end_matches('/');
+                proptest::prop_assert!(inner.is_empty() || inner[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".."), "{c}");
+                proptest::prop_assert_eq!(canonical_path(&c, false), Some(c.clone()));
+            }
+        }
     }
 }

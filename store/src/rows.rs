@@ -25,6 +25,16 @@ pub struct EventRow {
     pub holdout: bool,
     /// The import this event came from (its file fingerprint), 0 for live traffic.
     pub source: i64,
+    /// A GET or HEAD (see [`is_fetch`](crate::event::is_fetch)).
+    pub fetch: bool,
+}
+
+impl EventRow {
+    /// Whether the learner may learn from this event: a GET or HEAD of a real path (not the
+    /// [`ERROR_PATH`](crate::event::ERROR_PATH) bucket). A POST endpoint is never an asset.
+    pub fn learnable(&self) -> bool {
+        self.fetch && self.path.starts_with('/')
+    }
 }
 
 /// What the responses for one path said: full-response sizes, cacheability, last status. The
@@ -52,6 +62,9 @@ impl AssetInfo {
     /// What one event says about its path: its size when a full 200, whether it may be shared,
     /// its status. Push marks (skipped by digest, hinted) are not responses and say nothing.
     pub fn add(&mut self, e: &EventRow) {
+        if !e.learnable() {
+            return;
+        }
         if matches!(
             PushMark::from_i64(e.push),
             PushMark::SkippedDigest | PushMark::Hinted

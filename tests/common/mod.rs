@@ -313,3 +313,68 @@ pub fn http1_app(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u
     });
     port
 }
+
+/// A certificate for a test server (`--tls-cert`/`--tls-key` files in `dir`) and a TLS client
+/// that trusts exactly it.
+pub struct TestTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl TestTls {
+    pub fn new(dir: &Path) -> TestTls {
+        let s = pushwise_server::tls::generate_self_signed().unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &s.cert_pem).unwrap();
+        std::fs::write(&key, &s.key_pem).unwrap();
+        TestTls {
+            cert,
+            key,
+            client: pushwise_bench::loader::tls_trusting(&s.cert_der),
+        }
+    }
+
+    /// `--tls-cert F --tls-key F` for `Server::start`.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.cert.display().to_string(),
+            "--tls-key".into(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
+/// An HTTP/2 connection to `127.0.0.1:port` made with `builder` (a raw h2 client, for tests that
+/// misbehave on purpose). The connection's driver runs on its own task; its result says how the
+/// server closed the connection.
+pub async fn h2_connect(
+    port: u16,
+    tls: &TestTls,
+    builder: &h2::client::Builder,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.client));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let io = connector.connect(name, tcp).await.unwrap();
+    let (send, conn) = builder.handshake(io).await.unwrap();
+    (send, tokio::spawn(conn))
+}
+
+/// The resident memory of process `pid`, in bytes (from /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}

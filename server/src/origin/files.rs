@@ -36,6 +36,9 @@ pub struct StaticFiles {
     inflight: DashMap<String, Arc<tokio::sync::OnceCell<Arc<Resolved>>>>,
     /// File system look-ups done (for tests of the single flight).
     resolves: AtomicU64,
+    /// Serve files and directories whose name starts with `.` (`.git/`, `.env`); off by default,
+    /// except `/.well-known/`, which exists to be served.
+    serve_dotfiles: bool,
 }
 
 /// Files up to this size are kept in memory; larger ones are streamed from disk in chunks.
@@ -72,7 +75,14 @@ impl StaticFiles {
             clock: std::time::Instant::now(),
             inflight: DashMap::new(),
             resolves: AtomicU64::new(0),
+            serve_dotfiles: false,
         })
+    }
+
+    /// Also serve dotfiles (see the field).
+    pub fn serve_dotfiles(mut self, yes: bool) -> Self {
+        self.serve_dotfiles = yes;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -89,6 +99,9 @@ impl StaticFiles {
         let Some(rel) = safe_relative_path(req.uri.path()) else {
             return simple(StatusCode::BAD_REQUEST, "bad path\n");
         };
+        if !self.serve_dotfiles && is_hidden(&rel) {
+            return simple(StatusCode::NOT_FOUND, "not found\n");
+        }
         let key = req.uri.path();
         let entry = match self.cached(key) {
             Some(e) => e,
@@ -425,6 +438,14 @@ pub(crate) fn parse_range(v: &str, len: u64) -> RangeResult {
     }
 }
 
+/// Whether a path names a dotfile or something inside a dot directory (but not `.well-known/`).
+fn is_hidden(rel: &Path) -> bool {
+    rel.components().enumerate().any(|(i, c)| {
+        let name = c.as_os_str().to_string_lossy();
+        name.starts_with('.') && !(i == 0 && name == ".well-known")
+    })
+}
+
 /// Percent-decodes a request path and returns it relative to the root, or `None` when it is unsafe:
 /// `..` or `.` segments (also when encoded), NUL, backslashes, or anything not valid UTF-8.
 pub fn safe_relative_path(raw: &str) -> Option<PathBuf> {
@@ -455,6 +476,16 @@ pub fn safe_relative_path(raw: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn dotfiles_are_hidden_but_well_known_is_not() {
+        for hidden in [".env", ".git/config", "a/.htpasswd", "a/.well-known/x"] {
+            assert!(is_hidden(Path::new(hidden)), "{hidden}");
+        }
+        for shown in ["index.html", ".well-known/acme-challenge/t", "a/b.c"] {
+            assert!(!is_hidden(Path::new(shown)), "{shown}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_for_a_missing_or_stale_entry_share_one_look_up() {
         let dir = tempfile::tempdir().unwrap();
@@ -464,7 +495,7 @@ mod tests {
             method: Method::GET,
             uri: "https://localhost/a.css".parse().unwrap(),
             headers: http::HeaderMap::new(),
-            body: Bytes::new(),
+            body: body::empty(),
             client_ip: None,
         };
         let burst = || futures_util::future::join_all((0..50).map(|_| f.serve(&req)));
@@ -537,6 +568,23 @@ mod tests {
         fn path_checks_never_panic_and_never_yield_parent_components(s in "\\PC{0,80}") {
             if let Some(p) = safe_relative_path(&s) {
                 proptest::prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))));
+            }
+        }
+
+        #[test]
+        fn conditional_headers_never_panic_and_match_only_the_tag(inm in "[ -~]{0,60}", ims in "[ -~]{0,40}") {
+            let mut h = http::HeaderMap::new();
+            let etag = "\"1f-abc\"";
+            if let Ok(v) = http::HeaderValue::from_str(&ims) {
+                h.insert(header::IF_MODIFIED_SINCE, v);
+            }
+            let _ = not_modified(&h, etag, UNIX_EPOCH);
+            let _ = if_range_matches(&h, etag, "Thu, 01 Jan 1970 00:00:00 GMT");
+            if let Ok(v) = http::HeaderValue::from_str(&inm) {
+                h.insert(header::IF_NONE_MATCH, v);
+                let hit = not_modified(&h, etag, UNIX_EPOCH);
+                let listed = inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag);
+                proptest::prop_assert_eq!(hit, listed);
             }
         }
 

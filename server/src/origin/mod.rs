@@ -9,12 +9,13 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri, header};
 use crate::body::{self, Body};
 
 /// A request as the origin sees it, independent of the client's protocol.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OriginRequest {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    /// Streamed, bounded ([`request_body`](crate::request_body)); empty for a static site.
+    pub body: Body,
     /// The client's address, for `X-Forwarded-For` (never recorded).
     pub client_ip: Option<std::net::IpAddr>,
 }
@@ -27,6 +28,12 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// Whether requests' bodies are worth reading: a static site answers without them (405 for
+    /// anything but GET and HEAD), so their bodies are never read at all.
+    pub fn takes_bodies(&self) -> bool {
+        matches!(self, Origin::Upstream(_))
+    }
+
     pub async fn serve(&self, req: OriginRequest) -> Response<Body> {
         match self {
             Origin::Files(f) => f.serve(&req).await,

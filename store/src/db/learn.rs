@@ -152,8 +152,8 @@ impl Store {
         dict: &mut Dictionary,
     ) -> Result<Vec<EventRow>, Error> {
         let rows = sqlx::query(
-            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags, source \
-             FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags, source, \
+             method FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
         )
         .bind(after_id)
         .bind(limit)
@@ -162,7 +162,7 @@ impl Store {
         let needs = |id: Option<i64>, d: &Dictionary| id.is_some_and(|id| d.get(id).is_none());
         if rows
             .iter()
-            .any(|r| needs(r.get(4), dict) || needs(r.get(7), dict))
+            .any(|r| needs(r.get(4), dict) || needs(r.get(7), dict) || needs(r.get(10), dict))
         {
             self.extend_dictionary(dict).await?;
         }
@@ -190,6 +190,7 @@ impl Store {
                     push: flags.push(),
                     holdout: flags.holdout(),
                     source: r.get::<Option<i64>, _>(9).unwrap_or(0),
+                    fetch: dict.get(r.get(10)).is_some_and(crate::event::is_fetch),
                 })
             })
             .collect()
