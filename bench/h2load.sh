@@ -46,13 +46,14 @@ PWREC_PORT=$(start_pushwise rec --batch-size 5000)
 "$BIN" --db "$WORK/push.db" threshold set 0.5 >/dev/null
 sqlite_set() {
   python3 - "$WORK/push.db" <<'PY'
-import sqlite3, sys
+import json, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute("INSERT INTO generations (id, created_ms, events, views, pages, duration_ms) VALUES (1, 0, 0, 0, 1, 0)")
-db.execute("INSERT INTO page_stats VALUES (1, '/', '*', 100, 100.0, 1)")
 assets = ["/css/site.css", "/js/app.js", "/img/logo.svg", "/fonts/open-sans-300.woff2", "/img/header-bg.png", "/img/footer-pattern.png"]
-for i, a in enumerate(assets):
-    db.execute("INSERT INTO set_assets VALUES (1, '/', '*', ?, 0.9, 100, ?, 1000, 'image', 1, ?, 'ok')", (a, i, i))
+# The layout of migrations/0004_generation_pages.sql.
+stats = [["*", 100, 100.0, 1]]
+cands = [["*", a, 0.9, 100, i, 1000, "image", 1, i, "ok"] for i, a in enumerate(assets)]
+db.execute("INSERT INTO generation_pages VALUES (1, '/', ?, ?, ?)", (len(assets), json.dumps(stats), json.dumps(cands)))
 db.commit()
 PY
 }

@@ -97,6 +97,7 @@ pub async fn run_pass_with(
     let read_ms = started.elapsed().as_millis();
     let (events_new, events_again) = (sessions.events_new, sessions.events_again);
     let finished = sessions.finish(now_ms, &done, &mut closed, &mut names);
+    let closed_ms = started.elapsed().as_millis();
     // Open sessions are tallied at the stored reference time, which must stay near enough to
     // them for their weights to be representable.
     if let Some(newest) = finished.open.iter().flatten().map(|e| e.ts_ms).max() {
@@ -123,9 +124,14 @@ pub async fn run_pass_with(
         assets,
         info,
     };
+    let tallied_ms = started.elapsed().as_millis();
     store.fold(&fold).await?;
     tracing::debug!(
         read_ms,
+        closed_ms,
+        tallied_ms,
+        views = fold.views.len(),
+        assets = fold.assets.len(),
         folded_ms = started.elapsed().as_millis(),
         "analyzer pass: events read and counts folded"
     );

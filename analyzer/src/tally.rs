@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use pushwise_store::rows::EventRow;
-use pushwise_store::{AssetCount, ViewCount};
+use pushwise_store::{AssetCount, Context, ViewCount};
 
 use crate::attribute::{AssetInfo, Names, attribute_with};
 use crate::estimate::{AssetEstimate, Estimates, PageEstimate, add_view};
@@ -94,11 +94,15 @@ impl Tally {
         self.ref_ms = Some(to);
     }
 
-    /// The tallies as rows for the store.
+    /// The tallies as rows for the store: per request context only, since the page-wide counts are
+    /// their sums (see [`Tally::add_stored`]).
     pub fn rows(&self, names: &Names) -> (Vec<ViewCount>, Vec<AssetCount>) {
         let mut views = Vec::with_capacity(self.est.len());
         let mut assets = Vec::new();
         for (&(page, context), pe) in &self.est {
+            if context.is_page_wide() {
+                continue;
+            }
             let page = &names.names[page as usize];
             views.push(ViewCount {
                 page: page.clone(),
@@ -119,25 +123,39 @@ impl Tally {
                 });
             }
         }
+        // In key order: the upserts then walk the stored b-trees in order instead of at random,
+        // which on a large store is most of what folding costs.
+        views.sort_unstable_by(|a, b| {
+            (&a.page, a.context.as_str()).cmp(&(&b.page, b.context.as_str()))
+        });
+        assets.sort_unstable_by(|a, b| {
+            (&a.page, a.context.as_str(), &a.asset).cmp(&(&b.page, b.context.as_str(), &b.asset))
+        });
         (views, assets)
     }
 
-    /// Adds stored counts (already at this tally's reference time) to the tallies.
+    /// Adds stored counts (already at this tally's reference time) to the tallies, each row to its
+    /// context and to the page-wide estimate, which the store does not keep: it is their sum.
     pub fn add_stored(&mut self, views: &[ViewCount], assets: &[AssetCount], names: &mut Names) {
         for v in views {
-            let pe: &mut PageEstimate = self.est.entry((names.id(&v.page), v.context)).or_default();
-            pe.views += v.views;
-            pe.weighted += v.weighted;
+            let page = names.id(&v.page);
+            for context in [v.context, Context::PageWide] {
+                let pe: &mut PageEstimate = self.est.entry((page, context)).or_default();
+                pe.views += v.views;
+                pe.weighted += v.weighted;
+            }
         }
         for a in assets {
-            let asset = names.id(&a.asset);
-            let pe = self.est.entry((names.id(&a.page), a.context)).or_default();
-            let ae: &mut AssetEstimate = pe.assets.entry(asset).or_default();
-            ae.hit_n += a.hit_n;
-            ae.hit_w += a.hit_w;
-            ae.unknown_n += a.unknown_n;
-            ae.unknown_w += a.unknown_w;
-            ae.delay_ln_sum += a.delay_ln_sum;
+            let (page, asset) = (names.id(&a.page), names.id(&a.asset));
+            for context in [a.context, Context::PageWide] {
+                let pe = self.est.entry((page, context)).or_default();
+                let ae: &mut AssetEstimate = pe.assets.entry(asset).or_default();
+                ae.hit_n += a.hit_n;
+                ae.hit_w += a.hit_w;
+                ae.unknown_n += a.unknown_n;
+                ae.unknown_w += a.unknown_w;
+                ae.delay_ln_sum += a.delay_ln_sum;
+            }
         }
     }
 }
@@ -162,7 +180,10 @@ impl InfoTally {
         }
     }
 
+    /// The rows in path order (the order the store keeps them in).
     pub fn into_rows(self) -> Vec<(String, AssetInfo)> {
-        self.rows.into_iter().collect()
+        let mut rows: Vec<_> = self.rows.into_iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows
     }
 }

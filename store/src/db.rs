@@ -5,6 +5,7 @@
 //! `Store`'s methods and the row types of [`crate::rows`], never a pool, a driver type or SQL.
 
 mod compact;
+mod gen_doc;
 mod learn;
 mod writer;
 
@@ -20,8 +21,8 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
 use crate::rows::{
-    AsType, EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow,
-    Probability, Reason, SetRow, ThresholdRow,
+    EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow, Probability,
+    SetRow, ThresholdRow,
 };
 use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
@@ -30,7 +31,7 @@ pub use writer::EventWriter;
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Rows per multi-row INSERT of push-set rows: 12 columns × 500 stays far below SQLite's variable limit.
+/// Rows per multi-row INSERT: 5 columns × 500 stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
 
 /// A handle to pushwise's database. Cheap to clone.
@@ -351,14 +352,12 @@ impl Store {
     }
 
     /// Writes a complete generation in one transaction and keeps only the newest few.
+    ///
+    /// One row per page, its stats and candidates encoded by [`gen_doc`] (see migration 0004 for
+    /// why not one row per candidate).
     pub async fn write_generation(&self, g: &NewGeneration) -> Result<i64, Error> {
+        let pages = gen_doc::encode(&g.pages, &g.assets)?;
         let mut tx = self.pool.begin().await?;
-        let distinct_pages = {
-            let mut p: Vec<&str> = g.pages.iter().map(|p| p.page.as_str()).collect();
-            p.sort_unstable();
-            p.dedup();
-            p.len() as i64
-        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO generations (created_ms, events, views, pages, duration_ms) \
              VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -366,49 +365,26 @@ impl Store {
         .bind(g.created_ms)
         .bind(g.events)
         .bind(g.views)
-        .bind(distinct_pages)
+        .bind(pages.len() as i64)
         .bind(g.duration_ms)
         .fetch_one(&mut *tx)
         .await?;
-        for chunk in g.pages.chunks(INSERT_CHUNK) {
+        for chunk in pages.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::new(
-                "INSERT INTO page_stats (generation, page, context, views, weighted, uses_own) ",
+                "INSERT INTO generation_pages (generation, page, in_set, stats, candidates) ",
             );
             qb.push_values(chunk, |mut b, p| {
                 b.push_bind(id)
-                    .push_bind(&p.page)
-                    .push_bind(p.context.as_str())
-                    .push_bind(p.views)
-                    .push_bind(p.weighted)
-                    .push_bind(p.uses_own);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        for chunk in g.assets.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO set_assets (generation, page, context, asset, probability, support, \
-                 delay_ms, bytes, as_type, in_set, position, reason) ",
-            );
-            qb.push_values(chunk, |mut b, a| {
-                b.push_bind(id)
-                    .push_bind(&a.page)
-                    .push_bind(a.context.as_str())
-                    .push_bind(&a.asset)
-                    .push_bind(a.probability)
-                    .push_bind(a.support)
-                    .push_bind(a.delay_ms)
-                    .push_bind(a.bytes)
-                    .push_bind(a.as_type.as_str())
-                    .push_bind(a.in_set)
-                    .push_bind(a.position)
-                    .push_bind(a.reason.as_str());
+                    .push_bind(p.page)
+                    .push_bind(p.in_set)
+                    .push_bind(&p.stats)
+                    .push_bind(&p.candidates);
             });
             qb.build().execute(&mut *tx).await?;
         }
         // Keep a few generations for inspection; older ones go (children first).
         for sql in [
-            "DELETE FROM set_assets WHERE generation <= ? - 5",
-            "DELETE FROM page_stats WHERE generation <= ? - 5",
+            "DELETE FROM generation_pages WHERE generation <= ? - 5",
             "DELETE FROM generations WHERE id <= ? - 5",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
@@ -417,7 +393,8 @@ impl Store {
         Ok(id)
     }
 
-    /// Candidate rows of a generation, optionally only those in a set and only for one page.
+    /// Candidate rows of a generation, optionally only those in a set and only for one page, in
+    /// page, context and push order.
     pub async fn set_rows(
         &self,
         generation: i64,
@@ -425,61 +402,51 @@ impl Store {
         page: Option<&str>,
     ) -> Result<Vec<SetRow>, Error> {
         let rows = sqlx::query(
-            "SELECT page, context, asset, probability, support, delay_ms, bytes, as_type, in_set, \
-             position, reason FROM set_assets \
-             WHERE generation = ?1 AND (?2 = 0 OR in_set = 1) AND (?3 IS NULL OR page = ?3) \
-             ORDER BY page, context, position",
+            "SELECT page, candidates FROM generation_pages \
+             WHERE generation = ?1 AND (?2 = 0 OR in_set > 0) AND (?3 IS NULL OR page = ?3) \
+             ORDER BY page",
         )
         .bind(generation)
         .bind(only_in_set)
         .bind(page)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(SetRow {
-                    page: r.get(0),
-                    context: context(r.get(1))?,
-                    asset: r.get(2),
-                    probability: r.get(3),
-                    support: r.get(4),
-                    delay_ms: r.get(5),
-                    bytes: r.get(6),
-                    as_type: AsType::parse(r.get(7)),
-                    in_set: r.get(8),
-                    position: r.get(9),
-                    reason: Reason::parse(r.get(10)).ok_or_else(|| {
-                        Error::corrupt(format!("unknown reason {:?}", r.get::<String, _>(10)))
-                    })?,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in rows {
+            let mut rows = gen_doc::candidates(r.get(0), r.get(1))?;
+            if only_in_set {
+                rows.retain(|r| r.in_set);
+            }
+            rows.sort_by(|a, b| {
+                (a.context.as_str(), a.position).cmp(&(b.context.as_str(), b.position))
+            });
+            out.append(&mut rows);
+        }
+        Ok(out)
     }
 
+    /// Views per page and context of a generation, optionally for one page, in page and context
+    /// order.
     pub async fn page_stats(
         &self,
         generation: i64,
         page: Option<&str>,
     ) -> Result<Vec<PageStat>, Error> {
         let rows = sqlx::query(
-            "SELECT page, context, views, weighted, uses_own FROM page_stats \
-             WHERE generation = ?1 AND (?2 IS NULL OR page = ?2) ORDER BY page, context",
+            "SELECT page, stats FROM generation_pages \
+             WHERE generation = ?1 AND (?2 IS NULL OR page = ?2) ORDER BY page",
         )
         .bind(generation)
         .bind(page)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(PageStat {
-                    page: r.get(0),
-                    context: context(r.get(1))?,
-                    views: r.get(2),
-                    weighted: r.get(3),
-                    uses_own: r.get(4),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in rows {
+            let mut stats = gen_doc::stats(r.get(0), r.get(1))?;
+            stats.sort_by(|a, b| a.context.as_str().cmp(b.context.as_str()));
+            out.append(&mut stats);
+        }
+        Ok(out)
     }
 
     pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {

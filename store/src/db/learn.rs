@@ -69,6 +69,27 @@ pub struct Fold {
     pub info: Vec<(String, AssetInfo)>,
 }
 
+/// An `event_log` row as [`Store::read_events`] reads it: id, ts_ms, client, conn_id, path,
+/// status, bytes, referer, flags, source, method.
+type EventTuple = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+/// Decodes a JSON array a query aggregated.
+fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, Error> {
+    serde_json::from_str(json).map_err(|e| Error::corrupt(format!("cannot decode the {what}: {e}")))
+}
+
 /// The `strings` dictionary as far as the learner has read it (id → text).
 #[derive(Debug, Default)]
 pub struct Dictionary {
@@ -151,18 +172,23 @@ impl Store {
         limit: i64,
         dict: &mut Dictionary,
     ) -> Result<Vec<EventRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, ts_ms, client, conn_id, path, status, bytes, referer, flags, source, \
-             method FROM event_log WHERE id > ? ORDER BY id LIMIT ?",
+        // One JSON array per page instead of one driver row per event: the driver's per-row and
+        // per-value work was most of a pass's reading time.
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, ts_ms, client, conn_id, path, status, bytes, \
+             referer, flags, source, method)) FROM (SELECT * FROM event_log WHERE id > ? \
+             ORDER BY id LIMIT ?)",
         )
         .bind(after_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
+        let mut rows: Vec<EventTuple> = decode(&json, "event page")?;
+        rows.sort_unstable_by_key(|r| r.0);
         let needs = |id: Option<i64>, d: &Dictionary| id.is_some_and(|id| d.get(id).is_none());
         if rows
             .iter()
-            .any(|r| needs(r.get(4), dict) || needs(r.get(7), dict) || needs(r.get(10), dict))
+            .any(|r| needs(Some(r.4), dict) || needs(r.7, dict) || needs(Some(r.10), dict))
         {
             self.extend_dictionary(dict).await?;
         }
@@ -172,27 +198,41 @@ impl Store {
                 .ok_or_else(|| Error::corrupt(format!("event refers to unknown string id {id}")))
         };
         rows.into_iter()
-            .map(|r| {
-                let flags = Flags(r.get(8));
-                Ok(EventRow {
-                    id: r.get(0),
-                    ts_ms: r.get(1),
-                    client: r.get(2),
-                    conn_id: r.get(3),
-                    path: text(r.get(4))?,
-                    status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-                    bytes: r.get(6),
-                    referer: r.get::<Option<i64>, _>(7).map(text).transpose()?,
-                    referer_external: flags.referer_external(),
-                    is_page: flags.is_page(),
-                    browser: flags.browser(),
-                    cacheable: flags.cacheable(),
-                    push: flags.push(),
-                    holdout: flags.holdout(),
-                    source: r.get::<Option<i64>, _>(9).unwrap_or(0),
-                    fetch: dict.get(r.get(10)).is_some_and(crate::event::is_fetch),
-                })
-            })
+            .map(
+                |(
+                    id,
+                    ts_ms,
+                    client,
+                    conn_id,
+                    path,
+                    status,
+                    bytes,
+                    referer,
+                    flags,
+                    source,
+                    method,
+                )| {
+                    let flags = Flags(flags);
+                    Ok(EventRow {
+                        id,
+                        ts_ms,
+                        client,
+                        conn_id,
+                        path: text(path)?,
+                        status: u16::try_from(status).unwrap_or(0),
+                        bytes,
+                        referer: referer.map(text).transpose()?,
+                        referer_external: flags.referer_external(),
+                        is_page: flags.is_page(),
+                        browser: flags.browser(),
+                        cacheable: flags.cacheable(),
+                        push: flags.push(),
+                        holdout: flags.holdout(),
+                        source: source.unwrap_or(0),
+                        fetch: dict.get(method).is_some_and(crate::event::is_fetch),
+                    })
+                },
+            )
             .collect()
     }
 
@@ -209,62 +249,78 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored count, for selection.
+    /// Every stored count, for selection. Each table comes back as one JSON array (see
+    /// [`Store::read_events`] for why).
     pub async fn learn_counts(
         &self,
     ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<(String, AssetInfo)>), Error> {
-        let views = sqlx::query("SELECT page, context, views, weighted FROM view_counts")
-            .fetch_all(&self.pool)
-            .await?
+        let json = self
+            .json_rows("SELECT json_group_array(json_array(page, context, views, weighted)) FROM view_counts")
+            .await?;
+        let views = decode::<Vec<(String, String, i64, f64)>>(&json, "view counts")?
             .into_iter()
-            .map(|r| {
+            .map(|(page, context, views, weighted)| {
                 Ok(ViewCount {
-                    page: r.get(0),
-                    context: super::context(r.get(1))?,
-                    views: r.get(2),
-                    weighted: r.get(3),
+                    page,
+                    context: super::context(context)?,
+                    views,
+                    weighted,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let assets = sqlx::query(
-            "SELECT page, context, asset, hit_n, hit_w, unknown_n, unknown_w, delay_ln_sum \
-             FROM asset_counts",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| {
-            Ok(AssetCount {
-                page: r.get(0),
-                context: super::context(r.get(1))?,
-                asset: r.get(2),
-                hit_n: r.get(3),
-                hit_w: r.get(4),
-                unknown_n: r.get(5),
-                unknown_w: r.get(6),
-                delay_ln_sum: r.get(7),
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-        let info = sqlx::query(
-            "SELECT path, bytes_sum, bytes_n, cacheable, saw_ok, last_status, last_id FROM asset_info",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let info = AssetInfo {
-                bytes_sum: r.get(1),
-                bytes_n: r.get(2),
-                cacheable: r.get(3),
-                saw_ok: r.get(4),
-                last_status: u16::try_from(r.get::<i64, _>(5)).unwrap_or(0),
-                last_id: r.get(6),
-            };
-            (r.get(0), info)
-        })
-        .collect();
+        let json = self
+            .json_rows(
+                "SELECT json_group_array(json_array(page, context, asset, hit_n, hit_w, unknown_n, \
+                 unknown_w, delay_ln_sum)) FROM asset_counts",
+            )
+            .await?;
+        type AssetTuple = (String, String, String, i64, f64, i64, f64, f64);
+        let assets = decode::<Vec<AssetTuple>>(&json, "asset counts")?
+            .into_iter()
+            .map(
+                |(page, context, asset, hit_n, hit_w, unknown_n, unknown_w, delay_ln_sum)| {
+                    Ok(AssetCount {
+                        page,
+                        context: super::context(context)?,
+                        asset,
+                        hit_n,
+                        hit_w,
+                        unknown_n,
+                        unknown_w,
+                        delay_ln_sum,
+                    })
+                },
+            )
+            .collect::<Result<Vec<_>, Error>>()?;
+        let json = self
+            .json_rows(
+                "SELECT json_group_array(json_array(path, bytes_sum, bytes_n, cacheable, saw_ok, \
+                 last_status, last_id)) FROM asset_info",
+            )
+            .await?;
+        type InfoTuple = (String, i64, i64, u8, u8, i64, i64);
+        let info = decode::<Vec<InfoTuple>>(&json, "asset info")?
+            .into_iter()
+            .map(
+                |(path, bytes_sum, bytes_n, cacheable, saw_ok, last_status, last_id)| {
+                    let info = AssetInfo {
+                        bytes_sum,
+                        bytes_n,
+                        cacheable: cacheable != 0,
+                        saw_ok: saw_ok != 0,
+                        last_status: u16::try_from(last_status).unwrap_or(0),
+                        last_id,
+                    };
+                    (path, info)
+                },
+            )
+            .collect();
         Ok((views, assets, info))
+    }
+
+    /// Runs a query that aggregates rows into one JSON array.
+    async fn json_rows(&self, sql: &'static str) -> Result<String, Error> {
+        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
     }
 
     /// Writes one pass's counts and its new state in one transaction: a crash leaves either the
