@@ -43,6 +43,8 @@ start_pushwise() { # name, extra args...
 PW_PORT=$(start_pushwise norec --no-record)
 PWREC_PORT=$(start_pushwise rec --batch-size 5000)
 # A push set of 6 assets for / (written the way the analyzer writes sets).
+: > "$WORK/empty.log" # an empty import creates the database (changing commands refuse a missing one)
+"$BIN" --db "$WORK/push.db" import "$WORK/empty.log" >/dev/null
 "$BIN" --db "$WORK/push.db" threshold set 0.5 >/dev/null
 sqlite_set() {
   python3 - "$WORK/push.db" <<'PY'

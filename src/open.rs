@@ -16,8 +16,10 @@ pub async fn open_store(db: &Path) -> anyhow::Result<Store> {
 pub async fn open_existing(db: &Path) -> anyhow::Result<Store> {
     anyhow::ensure!(
         db.exists(),
-        "no database at {} (run `pushwise serve` or `pushwise import` first, or pass --db / PUSHWISE_DB)",
-        db.display()
+        "no database at {} (create it with `{} serve` or `{} import`, or pass --db / PUSHWISE_DB)",
+        db.display(),
+        crate::output::pushwise_db(db),
+        crate::output::pushwise_db(db)
     );
     open_store(db).await
 }

@@ -22,6 +22,22 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `pushwise --db DB` prefix for the commands a command tells operators to run next, so that
+/// pasting one acts on the same database (never on a new empty one in the current directory).
+pub fn pushwise_db(db: &std::path::Path) -> String {
+    format!("pushwise --db {}", shell_quote(&db.to_string_lossy()))
+}
+
+/// Quotes `s` for a POSIX shell when it holds anything but plain path characters.
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// A page as operators type it (`blog/`, `/blog/?x=1`) in the form the store keys it (`/blog/`).
 pub fn page_arg(p: &str) -> String {
     let p = p.trim();

@@ -253,6 +253,66 @@ fn thresholds_and_pins_change_the_next_generation() {
     assert!(text(&o).contains("between 0 and 1"), "{}", text(&o));
 }
 
+#[test]
+fn changing_commands_refuse_a_missing_database_instead_of_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("absent.db");
+    for args in [
+        &["threshold", "set", "0.8", "--min-support", "3"][..],
+        &["threshold", "clear"],
+        &["sets", "pin", "/", "/a.css"],
+        &["sets", "ban", "/", "/a.css"],
+        &["analyze", "--once"],
+        &["tune"],
+    ] {
+        let o = std::process::Command::new(bin())
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{args:?} succeeded on a missing database"
+        );
+        assert!(
+            text(&o).contains("no database at"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+#[test]
+fn tune_says_how_to_apply_its_recommendation_to_the_same_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path that needs quoting, so the printed command must quote it to be pasted.
+    let db = dir.path().join("my store.db");
+    let log = write_log(dir.path(), 800, 7);
+    pushwise(&db, &["import", log.to_str().unwrap()]);
+    let out = pushwise(&db, &["tune"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("apply with: "))
+        .unwrap_or_else(|| panic!("no apply line in {out}"));
+    let cmd = line.trim_start_matches("apply with: ");
+    let quoted = format!("pushwise --db '{}' threshold set ", db.display());
+    assert!(cmd.starts_with(&quoted), "{cmd}");
+    // Pasted into a shell (with this build's binary), it changes this database's setting.
+    let script = cmd.replacen("pushwise", bin(), 1);
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{script}: {}", text(&o));
+    let th = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(th["settings"][0]["page"], "", "{th}");
+}
+
 /// Every page's candidates as (context, path) → (probability, in set), from `sets show --json`.
 fn learned_sets(
     db: &std::path::Path,

@@ -7,7 +7,7 @@ use pushwise_analyzer::SelectParams;
 use serde::Serialize;
 
 use crate::cli::ThresholdCmd;
-use crate::open::{open_existing, open_store};
+use crate::open::open_existing;
 use crate::output::{out, page_arg, print_json, table};
 
 pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
@@ -18,7 +18,8 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             min_support,
         } => {
             let page = page.as_deref().map(page_arg);
-            let store = open_store(db).await?;
+            // A setting in a database nothing records into would be lost: refuse a missing one.
+            let store = open_existing(db).await?;
             store
                 .set_threshold(page.as_deref(), Some(value), min_support)
                 .await?;

@@ -10,7 +10,7 @@ use pushwise_store::rows::{MinSupport, Probability};
 
 use crate::cli::{ObjectiveArg, TuneArgs};
 use crate::open::open_existing;
-use crate::output::{out, print_json, table};
+use crate::output::{out, print_json, pushwise_db, table};
 
 pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
     let store = open_existing(db).await?;
@@ -32,7 +32,7 @@ pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&report);
     }
-    print_report(&report, &a)
+    print_report(db, &report, &a)
 }
 
 /// Stores a recommendation as the global threshold and minimum support.
@@ -47,7 +47,7 @@ pub async fn apply(store: &Store, r: &TunePoint) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &TuneReport, a: &TuneArgs) -> anyhow::Result<()> {
+fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<()> {
     let mut o = out();
     writeln!(
         o,
@@ -107,8 +107,10 @@ fn print_report(report: &TuneReport, a: &TuneArgs) -> anyhow::Result<()> {
     } else {
         writeln!(
             o,
-            "apply with: pushwise threshold set {:.2} --min-support {}",
-            rec.threshold, rec.min_support
+            "apply with: {} threshold set {:.2} --min-support {}",
+            pushwise_db(db),
+            rec.threshold,
+            rec.min_support
         )?;
     }
     if let Some(p) = &a.plot {
