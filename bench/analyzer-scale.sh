@@ -23,7 +23,7 @@ START=1767225600000 # 2026-01-01; the generator's visits are ~3 s apart, ~4.5 li
 DAY=86400000
 
 gen() { # lines seed start-ms file
-  target/release/genlog --site "$WORK/site" --lines "$1" --seed "$2" --start-ms "$3" > "$4"
+  target/release/genlog --preset kind --site "$WORK/site" --lines "$1" --seed "$2" --start-ms "$3" > "$4"
 }
 # Runs a pushwise command, prints "label: S s, R MiB peak RSS" and keeps its stdout in $WORK/out.
 run() { # label, pushwise args...

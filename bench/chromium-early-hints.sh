@@ -31,7 +31,7 @@ PY
 PIDS+=($!)
 
 # Learn sets from a synthetic log of the same site.
-target/release/genlog --site examples/site --lines 20000 > "$WORK/access.log"
+target/release/genlog --preset kind --site examples/site --lines 20000 > "$WORK/access.log"
 target/release/pushwise --db "$WORK/p.db" import --host example.com --host www.example.com "$WORK/access.log" >/dev/null
 target/release/pushwise --db "$WORK/p.db" analyze --once >/dev/null
 UA="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"

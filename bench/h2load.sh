@@ -19,6 +19,7 @@ command -v h2load >/dev/null && command -v nginx >/dev/null || {
 
 cargo build --release -q --bin pushwise
 BIN=target/release/pushwise
+BROWSER_UA='Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0'
 WORK=$(mktemp -d)
 # Servers started inside $(...) are not this shell's jobs: their pids go to $WORK/pids.
 trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -64,7 +65,8 @@ PWPUSH_PORT=$(start_pushwise push --no-record --holdout 0)
 sleep 0.5
 
 run_h2load() { # url → req/s
-  h2load -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 "$1" 2>/dev/null | awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}'
+  # A browser's User-Agent: pushwise pushes and hints to browsers only (nginx ignores it).
+  h2load -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 -H "user-agent: $BROWSER_UA" "$1" 2>/dev/null | awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}'
 }
 best() { sort -g | tail -1; }
 

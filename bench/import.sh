@@ -12,7 +12,7 @@ cargo build --release -q -p pushwise -p pushwise-bench
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 LOG="$WORK/access.log"
-target/release/genlog --site examples/site --lines "$LINES" > "$LOG"
+target/release/genlog --preset kind --site examples/site --lines "$LINES" > "$LOG"
 echo "log: $(wc -l < "$LOG") lines, $(du -h "$LOG" | cut -f1)"
 
 secs() { python3 -c "import sys,time; print(f'{float(sys.argv[1]):.3f}')" "$1"; }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pushwise_analyzer::LearnParams;
 use pushwise_server::{CookieName, Share};
-use pushwise_store::rows::{MinSupport, Probability};
+use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability};
 
 /// pushwise: an HTTP/2 server that learns from its own access logs which assets to push.
 ///
@@ -56,7 +56,7 @@ pub enum Command {
     Sets(SetsCmd),
     /// Replay recorded traffic to score thresholds: precision, recall, wasted bytes; recommends one.
     Tune(TuneArgs),
-    /// Show or change the probability threshold and minimum support (no restart needed).
+    /// Show or change the probability threshold, minimum support and set caps (no restart needed).
     #[command(subcommand)]
     Threshold(ThresholdCmd),
     /// Import nginx/Apache access logs (combined or common, plain or .gz, - for stdin).
@@ -329,7 +329,8 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = pushwise_analyzer::tune::WINDOW_EVENTS,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub window_events: i64,
-    /// Store the recommended threshold and minimum support as the global setting.
+    /// Store the recommendation (threshold, minimum support, count and byte caps) as the global
+    /// setting.
     #[arg(long)]
     pub apply: bool,
     #[command(flatten)]
@@ -351,9 +352,16 @@ pub enum ThresholdCmd {
         value: Probability,
         #[arg(long)]
         page: Option<String>,
-        /// Also set the minimum number of page views backing an estimate.
+        /// Also set the minimum number of page views backing an estimate (and a page or section
+        /// needs this many browser views before it uses its own set instead of backing off).
         #[arg(long)]
         min_support: Option<MinSupport>,
+        /// Also set the most assets one push set may hold (default 16).
+        #[arg(long)]
+        max_count: Option<MaxCount>,
+        /// Also set the most bytes one push set may hold, by typical response size (default 524288).
+        #[arg(long)]
+        max_bytes: Option<MaxBytes>,
     },
     /// Show the thresholds in force.
     Show {
@@ -406,7 +414,9 @@ pub struct PlanArgs {
     /// The site's host names, so absolute Referers on them are same-site.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Read JSON lines {"page", "user_agent", "referer"} from FILE (- for stdin); write {"push": [...]} per line.
+    /// Read JSON lines {"page", "user_agent", "referer"} from FILE (- for stdin); write one
+    /// {"push": [...], "context": ..., "level": ...} per line (level: context, page-wide,
+    /// section-context, section, not-browser or none).
     #[arg(long, conflicts_with = "page")]
     pub batch: Option<PathBuf>,
     #[arg(long)]

@@ -41,6 +41,14 @@ pub fn shell_quote(s: &str) -> String {
 /// A page as operators type it (`blog/`, `/blog/?x=1`) in the form the store keys it (`/blog/`).
 pub fn page_arg(p: &str) -> String {
     let p = p.trim();
+    // A section's sets (`section:/blog/`) are inspected by their key.
+    if let Some(rest) = p.strip_prefix(pushwise_store::context::SECTION_PREFIX) {
+        return format!(
+            "{}{}",
+            pushwise_store::context::SECTION_PREFIX,
+            page_arg(rest)
+        );
+    }
     let p = if p.starts_with('/') {
         p.to_string()
     } else {

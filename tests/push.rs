@@ -246,6 +246,8 @@ fn http1_page_views_get_preload_links_not_pushes() {
         &[
             "-sk",
             "--http1.1",
+            "-A",
+            BROWSER_UA,
             "-D",
             "-",
             "-o",
@@ -344,4 +346,70 @@ fn early_hints_and_promises_go_out_before_a_slow_upstream_answers() {
         page - promise > 0.5,
         "promise at {promise}s, page at {page}s\n{out}"
     );
+}
+
+#[test]
+fn crawlers_and_tools_get_neither_pushes_nor_early_hints() {
+    let s = server_with_home_set(&[]);
+    for ua in [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "curl/8.5.0",
+        "nghttp2/1.59.0",
+    ] {
+        let h = format!("user-agent: {ua}");
+        let out = nghttp(&["-H", &h, &s.url("/")]);
+        assert!(out.contains(":status: 200"), "{out}");
+        assert!(promised_paths(&out).is_empty(), "{ua}: {out}");
+        let out = nghttp(&["--no-push", "-H", &h, &s.url("/")]);
+        assert!(early_hint_links(&out).is_empty(), "{ua}: {out}");
+    }
+    // The same page to a browser: the whole set.
+    assert_eq!(promised_paths(&nghttp(&[&s.url("/")])), HOME_SET);
+}
+
+#[test]
+fn a_navigation_to_a_page_without_a_set_gets_its_sections_set_and_an_asset_there_does_not() {
+    let (dir, db) = temp_db();
+    let section_set = ["/css/site.css", "/css/blog.css"];
+    prepare_sets(&db, &[("section:/blog/", &section_set)]);
+    let root = site();
+    let s = Server::start_with_db(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--analyze-every",
+            "0",
+            "--holdout",
+            "0",
+        ],
+        dir,
+        db,
+    );
+    let html = "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let out = nghttp(&["-H", html, &s.url("/blog/post-2.html")]);
+    assert_eq!(promised_paths(&out), section_set, "{out}");
+    let out = nghttp(&[
+        "-H",
+        "sec-fetch-dest: document",
+        &s.url("/blog/post-1.html"),
+    ]);
+    assert_eq!(promised_paths(&out), section_set, "{out}");
+    // Not navigations: an image under the section, and a fetch that asks for anything.
+    let out = nghttp(&[
+        "-H",
+        "accept: image/avif,image/webp,*/*",
+        &s.url("/blog/index.html"),
+    ]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+    let out = nghttp(&[
+        "-H",
+        html,
+        "-H",
+        "sec-fetch-dest: image",
+        &s.url("/blog/post-2.html"),
+    ]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
+    // Outside the section: nothing.
+    let out = nghttp(&["-H", html, &s.url("/about.html")]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
 }

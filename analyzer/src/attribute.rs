@@ -13,6 +13,8 @@ use crate::params::LearnParams;
 #[derive(Debug, Clone)]
 pub struct View {
     pub page: u32,
+    /// The (hashed) client key: `tune` replays each client's cache from it.
+    pub client: i64,
     pub ts_ms: i64,
     pub context: Context,
     pub holdout: bool,
@@ -183,6 +185,7 @@ impl Client<'_> {
             let vi = self.views.len();
             self.views.push(View {
                 page: self.ids[i],
+                client: e.client,
                 ts_ms: e.ts_ms,
                 context: Context::from_parts(UaClass::from_browser(e.browser), e.referer.is_none()),
                 holdout: e.holdout,

@@ -97,9 +97,11 @@ pub fn estimate<'a>(
     est
 }
 
-/// Adds one view with weight `w` to its page's estimate in its context and page-wide.
+/// Adds one view with weight `w` to its page's estimate in its context, and page-wide when it is a
+/// browser's (crawlers' views are kept apart: they say nothing about what a browser fetches).
 pub fn add_view(est: &mut Estimates, v: &View, w: f64) {
-    for key in [(v.page, v.context), (v.page, Context::PageWide)] {
+    for context in contexts_of(v.context) {
+        let key = (v.page, context);
         let pe = est.entry(key).or_default();
         pe.views += 1;
         pe.weighted += w;
@@ -110,4 +112,10 @@ pub fn add_view(est: &mut Estimates, v: &View, w: f64) {
             pe.assets.entry(a).or_default().unknown(w);
         }
     }
+}
+
+/// The estimates a view (or a stored count) of `context` adds to: its own, and the page-wide one
+/// for browser contexts.
+pub fn contexts_of(context: Context) -> impl Iterator<Item = Context> {
+    std::iter::once(context).chain(context.feeds_page_wide().then_some(Context::PageWide))
 }

@@ -17,6 +17,7 @@ use crate::params::{LearnParams, SelectParams};
 use crate::select::select;
 use crate::sessions::Sessions;
 use crate::tally::Tally;
+use pushwise_store::context::is_section;
 
 /// Events read from the store per page.
 const PAGE: i64 = 20_000;
@@ -219,11 +220,15 @@ async fn select_and_write(
         .await
         .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
     let selected_ms = t.elapsed().as_millis();
-    report.pages = stats.iter().filter(|s| s.context.is_page_wide()).count();
+    report.pages = stats
+        .iter()
+        .filter(|s| s.context.is_page_wide() && !is_section(&s.page))
+        .count();
     // A page "has a set" when any of its contexts (or the page-wide estimate) pushes something.
     let in_set: std::collections::BTreeSet<(&str, &str)> = rows
         .iter()
         .filter(|r| r.in_set)
+        .filter(|r| !is_section(&r.page))
         .map(|r| (r.page.as_str(), r.asset.as_str()))
         .collect();
     report.pages_with_sets = in_set

@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 
 use pushwise_store::rows::EventRow;
-use pushwise_store::{AssetCount, Context, ViewCount};
+use pushwise_store::{AssetCount, ViewCount};
 
 use crate::attribute::{AssetInfo, Names, attribute_with};
-use crate::estimate::{AssetEstimate, Estimates, PageEstimate, add_view};
+use crate::estimate::{AssetEstimate, Estimates, PageEstimate, add_view, contexts_of};
 use crate::params::LearnParams;
 
 /// Past this exponent the reference time moves forward (2^512 is far from f64's limit, 2^1023).
@@ -135,11 +135,12 @@ impl Tally {
     }
 
     /// Adds stored counts (already at this tally's reference time) to the tallies, each row to its
-    /// context and to the page-wide estimate, which the store does not keep: it is their sum.
+    /// context and (browser contexts) to the page-wide estimate, which the store does not keep: it
+    /// is their sum.
     pub fn add_stored(&mut self, views: &[ViewCount], assets: &[AssetCount], names: &mut Names) {
         for v in views {
             let page = names.id(&v.page);
-            for context in [v.context, Context::PageWide] {
+            for context in contexts_of(v.context) {
                 let pe: &mut PageEstimate = self.est.entry((page, context)).or_default();
                 pe.views += v.views;
                 pe.weighted += v.weighted;
@@ -147,7 +148,7 @@ impl Tally {
         }
         for a in assets {
             let (page, asset) = (names.id(&a.page), names.id(&a.asset));
-            for context in [a.context, Context::PageWide] {
+            for context in contexts_of(a.context) {
                 let pe = self.est.entry((page, context)).or_default();
                 let ae: &mut AssetEstimate = pe.assets.entry(asset).or_default();
                 ae.hit_n += a.hit_n;

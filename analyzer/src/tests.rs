@@ -189,7 +189,16 @@ fn thresholds_support_and_overrides_decide_membership() {
     assert!(r("/hot.css").in_set);
     assert_eq!(r("/warm.js").reason, Reason::BelowThreshold);
     let mut sp = SelectParams::default();
-    sp.overrides.insert("/p".into(), (Some(0.3), None));
+    sp.overrides.insert(
+        "/p".into(),
+        pushwise_store::rows::ThresholdRow {
+            page: "/p".into(),
+            probability: Some(0.3),
+            min_support: None,
+            max_count: None,
+            max_bytes: None,
+        },
+    );
     let rows = learn_select(&e, &sp);
     assert!(rows.iter().find(|r| r.asset == "/warm.js").unwrap().in_set);
     let sp = SelectParams {
@@ -244,8 +253,8 @@ fn pins_and_bans_override_the_estimate() {
 }
 
 #[test]
-fn contexts_with_enough_views_get_their_own_set() {
-    // Browsers entering the site fetch the CSS; bots never do.
+fn crawler_views_get_no_set_and_do_not_dilute_the_browser_estimates() {
+    // Browsers entering the site fetch the CSS; bots (twice as many views) never do.
     let mut e = Ev::new();
     for c in 0..30 {
         e.page(c, 0, "/p").asset(c, 5, "/a.css", Some("/p"));
@@ -257,18 +266,73 @@ fn contexts_with_enough_views_get_their_own_set() {
     let v = attribute(&e.rows, &LearnParams::default());
     let est = estimate(&v.views, 0, i64::MAX / 4);
     let (stats, rows) = select(&v, &est, &SelectParams::default());
-    let own = |ctx: Context| stats.iter().find(|s| s.context == ctx).map(|s| s.uses_own);
-    assert_eq!(own(Context::BrowserEntry), Some(true));
-    assert_eq!(own(Context::OtherEntry), Some(true));
-    assert!(
+    let stat = |ctx: Context| stats.iter().find(|s| s.page == "/p" && s.context == ctx);
+    assert_eq!(stat(Context::BrowserEntry).map(|s| s.uses_own), Some(true));
+    assert_eq!(stat(Context::OtherEntry).map(|s| s.uses_own), Some(false));
+    assert_eq!(stat(Context::OtherEntry).map(|s| s.views), Some(60));
+    assert!(!rows.iter().any(|r| r.context == Context::OtherEntry));
+    let in_set = |ctx: Context| {
         rows.iter()
-            .any(|r| r.context == Context::BrowserEntry && r.asset == "/a.css" && r.in_set)
-    );
-    assert!(
-        !rows
-            .iter()
-            .any(|r| r.context == Context::OtherEntry && r.in_set)
-    );
-    // Page-wide: 30 of 90 views = 0.33 < 0.5: not in the page-wide set.
-    assert!(!rows.iter().any(|r| r.context.is_page_wide() && r.in_set));
+            .any(|r| r.page == "/p" && r.context == ctx && r.asset == "/a.css" && r.in_set)
+    };
+    assert!(in_set(Context::BrowserEntry));
+    // Page-wide counts browser views only: 30 of 30, not 30 of 90.
+    assert_eq!(stat(Context::PageWide).map(|s| s.views), Some(30));
+    assert!(in_set(Context::PageWide));
+}
+
+#[test]
+fn a_rarely_seen_page_backs_off_to_its_section() {
+    use pushwise_store::sets::SetSource;
+    // Twenty pages under /blog/ each seen 3 times, all fetching the site CSS; one more seen twice.
+    let mut e = Ev::new();
+    let mut c = 0;
+    for p in 0..21 {
+        let page = format!("/blog/post-{p}.html");
+        for _ in 0..(if p == 20 { 2 } else { 3 }) {
+            e.page(c, 0, &page)
+                .asset(c, 5, "/css/site.css", Some(&page));
+            c += 1;
+        }
+    }
+    let v = attribute(&e.rows, &LearnParams::default());
+    let est = estimate(&v.views, 0, i64::MAX / 4);
+    let sp = SelectParams {
+        min_support: 5,
+        ..SelectParams::default()
+    };
+    let (stats, rows) = select(&v, &est, &sp);
+    let page = stats
+        .iter()
+        .find(|s| s.page == "/blog/post-20.html" && s.context.is_page_wide())
+        .unwrap();
+    assert!(!page.uses_own, "2 views are fewer than the minimum support");
+    let section = stats
+        .iter()
+        .find(|s| s.page == "section:/blog/" && s.context.is_page_wide())
+        .unwrap();
+    assert_eq!(section.views, 62);
+    assert!(section.uses_own);
+    assert!(rows.iter().any(|r| r.page == "section:/blog/"
+        && r.context.is_page_wide()
+        && r.asset == "/css/site.css"
+        && r.in_set));
+    // And the server's rule picks it, for this page and for one never seen.
+    let sets = pushwise_store::PushSets::new();
+    sets.replace(1, pushwise_store::PushSets::plans_from_rows(rows, stats));
+    for p in ["/blog/post-20.html", "/blog/never-seen.html"] {
+        let d = sets.decide(p, Context::BrowserEntry);
+        // All 62 section views entered the site: the section has its own set for that context.
+        assert_eq!(d.source, SetSource::SectionContext, "{p}");
+        assert_eq!(d.assets[0].path, "/css/site.css");
+    }
+    let d = sets.decide("/blog/post-20.html", Context::OtherEntry);
+    assert_eq!(d.source, SetSource::NotBrowser);
+    assert!(d.assets.is_empty());
+    let d = sets.decide("/blog/never-seen.html", Context::BrowserInternal);
+    assert_eq!(d.source, SetSource::Section);
+    assert_eq!(d.assets[0].path, "/css/site.css");
+    let d = sets.decide("/docs/x.html", Context::BrowserEntry);
+    assert_eq!(d.source, SetSource::None);
+    assert!(d.assets.is_empty());
 }

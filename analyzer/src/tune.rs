@@ -1,13 +1,13 @@
-//! `pushwise tune`: replay the recorded traffic (learn on the older part, score on the newer) over a
-//! grid of thresholds and minimum supports, and recommend one by a stated objective.
+//! `pushwise tune`: replay the recorded traffic (learn on the older part, score on the newer, each
+//! client's cache replayed) over a grid of thresholds, minimum supports and caps, and recommend
+//! one setting by a stated objective.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use pushwise_store::rows::{PageStat, SetRow};
-use pushwise_store::sets::pick;
-use pushwise_store::{Context, Store};
+use pushwise_store::{PushSets, Store};
 
 use crate::attribute::{View, Views, attribute};
 use crate::error::Error;
@@ -22,6 +22,10 @@ pub const THRESHOLDS: [f64; 19] = [
 ];
 /// The minimum supports tried.
 pub const MIN_SUPPORTS: [i64; 8] = [1, 2, 3, 5, 10, 20, 30, 50];
+/// The count caps tried (around the best threshold and support).
+pub const MAX_COUNTS: [usize; 6] = [2, 4, 8, 16, 32, 64];
+/// The byte caps tried (around the best threshold and support).
+pub const MAX_BYTES: [i64; 5] = [64 << 10, 256 << 10, 512 << 10, 2 << 20, 8 << 20];
 
 /// How the recommendation is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,11 +50,13 @@ impl Objective {
     }
 }
 
-/// The score of one (threshold, min support) setting on the newer part of the data.
+/// The score of one setting (threshold, min support, caps) on the newer part of the data.
 #[derive(Debug, Clone, Serialize)]
 pub struct TunePoint {
     pub threshold: f64,
     pub min_support: i64,
+    pub max_count: usize,
+    pub max_bytes: i64,
     /// Pushed assets that the view then needed.
     pub precision: f64,
     /// Needed assets that were pushed.
@@ -69,11 +75,17 @@ pub struct TuneReport {
     pub train_views: usize,
     pub test_views: usize,
     pub split_ms: i64,
+    /// How the newer part is scored.
+    pub scoring: &'static str,
     pub objective: Objective,
     pub rule: &'static str,
     pub recommended: Option<TunePoint>,
     pub grid: Vec<TunePoint>,
 }
+
+/// What the score counts, for the report.
+pub const SCORING: &str = "each newer page view gets the set the server would push (same back-off, nothing for crawlers); \
+an asset the same client fetched in an earlier view is in its cache digest, so it is neither pushed nor needed";
 
 /// The default number of newest events `tune` replays (memory stays bounded by it).
 pub const WINDOW_EVENTS: i64 = 500_000;
@@ -109,6 +121,10 @@ pub async fn tune(
 }
 
 /// The replay itself, on views already attributed (separate so tests can call it directly).
+///
+/// The grid is searched by coordinates: every (threshold, min support) at the operator's caps,
+/// then every (count cap, byte cap) at the best of those, then every (threshold, min support)
+/// again at the best caps. Every point tried is in the report.
 pub fn tune_views(
     views: &Views,
     lp: &LearnParams,
@@ -123,44 +139,59 @@ pub fn tune_views(
         .copied()
         .unwrap_or(i64::MAX);
     let train: Vec<&View> = views.views.iter().filter(|v| v.ts_ms < split_ms).collect();
-    let test: Vec<&View> = views.views.iter().filter(|v| v.ts_ms >= split_ms).collect();
+    let replay = Replay::new(views, split_ms);
     let mut grid = Vec::new();
-    if !train.is_empty() && !test.is_empty() {
+    let mut recommended = None;
+    if !train.is_empty() && !replay.test.is_empty() {
         let est = estimate(train.iter().copied(), split_ms, lp.half_life_ms);
-        let ids: HashMap<&str, u32> = views
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.as_str(), i as u32))
-            .collect();
-        for &min_support in &MIN_SUPPORTS {
-            for &threshold in &THRESHOLDS {
-                let sp = SelectParams {
-                    threshold,
-                    min_support,
-                    overrides: HashMap::new(),
-                    ..base.clone()
-                };
-                let (stats, rows) = select(views, &est, &sp);
-                grid.push(score(
-                    views,
-                    &ids,
-                    &test,
-                    &stats,
-                    &rows,
-                    threshold,
-                    min_support,
-                ));
+        let try_point = |sp: SelectParams, grid: &mut Vec<TunePoint>| {
+            let (stats, rows) = select(views, &est, &sp);
+            grid.push(replay.score(&sp, stats, rows));
+        };
+        let with = |t: f64, ms: i64, mc: usize, mb: i64| SelectParams {
+            threshold: t,
+            min_support: ms,
+            max_count: mc,
+            max_bytes: mb,
+            overrides: HashMap::new(),
+            ..base.clone()
+        };
+        let mut best = (base.max_count, base.max_bytes);
+        for round in 0..3 {
+            let from = grid.len();
+            if round == 1 {
+                let r = recommend(&grid, objective);
+                let (t, ms) = r.map_or((base.threshold, base.min_support), |r| {
+                    (r.threshold, r.min_support)
+                });
+                for &mc in &MAX_COUNTS {
+                    for &mb in &MAX_BYTES {
+                        try_point(with(t, ms, mc, mb), &mut grid);
+                    }
+                }
+                if let Some(r) = recommend(&grid[from..], objective) {
+                    best = (r.max_count, r.max_bytes);
+                }
+                continue;
+            }
+            if round == 2 && best == (base.max_count, base.max_bytes) {
+                break; // the first round already tried these caps
+            }
+            for &ms in &MIN_SUPPORTS {
+                for &t in &THRESHOLDS {
+                    try_point(with(t, ms, best.0, best.1), &mut grid);
+                }
             }
         }
+        recommended = recommend(&grid, objective);
     }
-    let recommended = recommend(&grid, objective);
     TuneReport {
         window_events: i64::MAX,
         from_event_id: 1,
         train_views: train.len(),
-        test_views: test.len(),
+        test_views: replay.test.len(),
         split_ms,
+        scoring: SCORING,
         objective,
         rule: objective.rule(),
         recommended,
@@ -168,79 +199,114 @@ pub fn tune_views(
     }
 }
 
-/// Scores one setting's sets on the test views. `ids` maps each path to its interned id (built
-/// once per replay, not once per grid point).
-fn score(
-    views: &Views,
-    ids: &HashMap<&str, u32>,
-    test: &[&View],
-    stats: &[PageStat],
-    rows: &[SetRow],
-    threshold: f64,
-    min_support: i64,
-) -> TunePoint {
-    let mut sets: HashMap<(u32, Context), Vec<u32>> = HashMap::new();
-    for r in rows.iter().filter(|r| r.in_set) {
-        sets.entry((ids[r.page.as_str()], r.context))
-            .or_default()
-            .push(ids[r.asset.as_str()]);
-    }
-    let own: HashSet<(u32, Context)> = stats
-        .iter()
-        .filter(|s| s.uses_own && !s.context.is_page_wide())
-        .map(|s| (ids[s.page.as_str()], s.context))
-        .collect();
-    let (mut tp, mut pushed, mut needed, mut wasted_b, mut needed_b) =
-        (0u64, 0u64, 0u64, 0f64, 0f64);
-    let empty = Vec::new();
-    for v in test {
-        // The set the server would push for this view: the same rule as `PushSets::decide`.
-        let own_set = own
-            .contains(&(v.page, v.context))
-            .then(|| sets.get(&(v.page, v.context)).unwrap_or(&empty));
-        let page_wide = sets.get(&(v.page, Context::PageWide)).unwrap_or(&empty);
-        let set = pick(own_set, Some(page_wide)).1.unwrap_or(&empty);
-        let need: HashSet<u32> = v.needed.iter().map(|&(a, _)| a).collect();
-        needed += need.len() as u64;
-        for a in set {
-            if v.unknown.binary_search(a).is_ok() {
-                continue; // its need is not observable in this view
-            }
-            pushed += 1;
-            let b = views.info[*a as usize].typical_bytes() as f64;
-            if need.contains(a) {
-                tp += 1;
-                needed_b += b;
-            } else {
-                wasted_b += b;
+/// One newer page view as the score sees it.
+struct TestView<'a> {
+    view: &'a View,
+    /// What it needed that the client did not already have.
+    need: HashSet<u32>,
+    /// What the client fetched in earlier views: in its cache digest, so never pushed.
+    have: HashSet<u32>,
+}
+
+/// The newer page views, each with its client's cache replayed, and path ids for scoring.
+struct Replay<'a> {
+    views: &'a Views,
+    ids: HashMap<&'a str, u32>,
+    test: Vec<TestView<'a>>,
+}
+
+impl<'a> Replay<'a> {
+    fn new(views: &'a Views, split_ms: i64) -> Replay<'a> {
+        let ids = views
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), i as u32))
+            .collect();
+        let mut order: Vec<&View> = views.views.iter().collect();
+        order.sort_by_key(|v| (v.client, v.ts_ms));
+        let mut test = Vec::new();
+        for client in order.chunk_by(|a, b| a.client == b.client) {
+            let mut have: HashSet<u32> = HashSet::new();
+            for v in client {
+                if v.ts_ms >= split_ms {
+                    let need = v
+                        .needed
+                        .iter()
+                        .map(|&(a, _)| a)
+                        .filter(|a| !have.contains(a))
+                        .collect();
+                    test.push(TestView {
+                        view: v,
+                        need,
+                        have: have.clone(),
+                    });
+                }
+                have.extend(v.needed.iter().map(|&(a, _)| a));
             }
         }
+        Replay { views, ids, test }
     }
-    let n = test.len().max(1) as f64;
-    let precision = if pushed == 0 {
-        0.0
-    } else {
-        tp as f64 / pushed as f64
-    };
-    let recall = if needed == 0 {
-        0.0
-    } else {
-        tp as f64 / needed as f64
-    };
-    let f1 = if precision + recall == 0.0 {
+
+    /// Scores one setting's sets on the newer views, through the server's own [`PushSets`].
+    fn score(&self, sp: &SelectParams, stats: Vec<PageStat>, rows: Vec<SetRow>) -> TunePoint {
+        let sets = PushSets::new();
+        sets.replace(1, PushSets::plans_from_rows(rows, stats));
+        let (mut tp, mut pushed, mut needed, mut wasted_b, mut needed_b) =
+            (0u64, 0u64, 0u64, 0f64, 0f64);
+        for t in &self.test {
+            let v = t.view;
+            needed += t.need.len() as u64;
+            let d = sets.decide(&self.views.paths[v.page as usize], v.context);
+            for asset in d.assets.iter() {
+                let Some(&a) = self.ids.get(asset.path.as_str()) else {
+                    continue;
+                };
+                if t.have.contains(&a) || v.unknown.binary_search(&a).is_ok() {
+                    continue; // in the client's digest, or its need is not observable here
+                }
+                pushed += 1;
+                let b = self.views.info[a as usize].typical_bytes() as f64;
+                if t.need.contains(&a) {
+                    tp += 1;
+                    needed_b += b;
+                } else {
+                    wasted_b += b;
+                }
+            }
+        }
+        let n = self.test.len().max(1) as f64;
+        let precision = if pushed == 0 {
+            0.0
+        } else {
+            tp as f64 / pushed as f64
+        };
+        let recall = if needed == 0 {
+            0.0
+        } else {
+            tp as f64 / needed as f64
+        };
+        TunePoint {
+            threshold: sp.threshold,
+            min_support: sp.min_support,
+            max_count: sp.max_count,
+            max_bytes: sp.max_bytes,
+            precision,
+            recall,
+            f1: f1(precision, recall),
+            pushed_per_view: pushed as f64 / n,
+            wasted_bytes_per_view: wasted_b / n,
+            needed_bytes_pushed_per_view: needed_b / n,
+        }
+    }
+}
+
+/// The harmonic mean of precision and recall (0 when both are).
+pub fn f1(precision: f64, recall: f64) -> f64 {
+    if precision + recall == 0.0 {
         0.0
     } else {
         2.0 * precision * recall / (precision + recall)
-    };
-    TunePoint {
-        threshold,
-        min_support,
-        precision,
-        recall,
-        f1,
-        pushed_per_view: pushed as f64 / n,
-        wasted_bytes_per_view: wasted_b / n,
-        needed_bytes_pushed_per_view: needed_b / n,
     }
 }
 
@@ -273,7 +339,18 @@ pub fn plot(report: &TuneReport) -> String {
         .recommended
         .as_ref()
         .map_or(MIN_SUPPORTS[0], |r| r.min_support);
-    let pts: Vec<&TunePoint> = report.grid.iter().filter(|p| p.min_support == ms).collect();
+    let (mc, mb) = report
+        .recommended
+        .as_ref()
+        .map_or((0, 0), |r| (r.max_count, r.max_bytes));
+    let pts: Vec<&TunePoint> = report
+        .grid
+        .iter()
+        .filter(|p| {
+            p.min_support == ms
+                && (report.recommended.is_none() || (p.max_count, p.max_bytes) == (mc, mb))
+        })
+        .collect();
     let series = [
         crate::svg::Series {
             name: "precision",

@@ -49,8 +49,12 @@ pub fn plan_view(
 ) -> ViewPlan {
     let cfg = &shared.config;
     let page = req.path.as_str();
-    // Most GETs are assets with no set: answer them before any other work.
-    if !shared.sets.contains(page) {
+    // Most GETs are assets with no set: answer them before any other work. A page never seen
+    // may still back off to its section's set, but only when the request is a navigation (an
+    // asset under the same section must not be answered with the section's set).
+    let has_set =
+        shared.sets.contains(page) || (is_navigation(headers) && shared.sets.has_section_for(page));
+    if !has_set {
         return ViewPlan::default();
     }
     let ctx = Context::of(req.ua, &req.referer);
@@ -186,8 +190,41 @@ pub fn link_value(a: &PlannedAsset) -> Option<HeaderValue> {
     HeaderValue::from_str(&v).ok()
 }
 
+/// True when the request is a browser navigation to a document (`Sec-Fetch-Dest: document`, or an
+/// `Accept` that asks for HTML first): only such a request may use a section's set for a page
+/// the analyzer has not seen.
+pub fn is_navigation(headers: &HeaderMap) -> bool {
+    if let Some(d) = headers.get("sec-fetch-dest") {
+        return d.as_bytes() == b"document";
+    }
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.trim_start().starts_with("text/html"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_document_navigations_may_borrow_a_sections_set() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, http::HeaderValue::from_static(v));
+            }
+            super::is_navigation(&m)
+        };
+        assert!(h(&[(
+            "accept",
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        )]));
+        assert!(h(&[("sec-fetch-dest", "document"), ("accept", "*/*")]));
+        assert!(!h(&[("sec-fetch-dest", "image"), ("accept", "text/html")]));
+        assert!(!h(&[("accept", "image/avif,image/webp,*/*")]));
+        assert!(!h(&[("accept", "*/*")]));
+        assert!(!h(&[]));
+    }
+
     use super::*;
 
     fn asset(path: &str) -> PlannedAsset {

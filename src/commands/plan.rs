@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use pushwise_store::PushSets;
-use pushwise_store::sets::{SetSource, request_context};
+use pushwise_store::sets::request_context;
 
 use crate::cli::PlanArgs;
 use crate::open::open_existing;
@@ -35,11 +35,7 @@ pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
         return print_json(&d);
     }
     let mut o = out();
-    let why = match d.source {
-        SetSource::Context => "this context's own learned set",
-        SetSource::PageWide => "the page-wide set (this context has too few views for its own)",
-        SetSource::None => "no set learned for this page",
-    };
+    let why = d.source.explain();
     writeln!(
         o,
         "{page} as {} (generation {}): {why}",
@@ -67,7 +63,8 @@ pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers one JSON request per input line with `{"push": [...]}`.
+/// Answers one JSON request per input line with `{"push": [...], "context": ..., "level": ...}`:
+/// the set, the request context it was classified into and the back-off level that decided.
 fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyhow::Result<()> {
     let input: Box<dyn BufRead> = if batch.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -89,7 +86,11 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         let d = sets.decide(&page_arg(&l.page), ctx);
         serde_json::to_writer(
             &mut o,
-            &serde_json::json!({"push": d.assets.iter().map(|a| &a.path).collect::<Vec<_>>()}),
+            &serde_json::json!({
+                "push": d.assets.iter().map(|a| &a.path).collect::<Vec<_>>(),
+                "context": d.context,
+                "level": d.source,
+            }),
         )?;
         o.write_all(b"\n")?;
     }

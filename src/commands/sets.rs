@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::bail;
+use pushwise_store::context::{is_section, section_of};
 use pushwise_store::rows::{PinAction, SetRow};
 use pushwise_store::{Context, Store};
 use serde::Serialize;
@@ -26,14 +27,19 @@ struct ListRow {
 struct ContextJson {
     context: Context,
     views: i64,
-    /// false: this context has too few views and uses the page-wide set.
+    /// false: this context has too few views (or is not a browser's) and backs off.
     own_set: bool,
 }
 
 #[derive(Serialize)]
 struct ShowJson {
     page: String,
+    /// Browser views (crawlers' are in their own contexts and never in the page's set).
     views: i64,
+    /// false: the page has too few views for a set of its own and backs off to `section`.
+    own_set: bool,
+    /// The section key it backs off to (`sets show section:/blog/` shows that set).
+    section: Option<String>,
     generation: i64,
     contexts: Vec<ContextJson>,
     /// Page-wide candidates, in push order.
@@ -100,13 +106,13 @@ async fn show(store: &Store, page: &str, json: bool) -> anyhow::Result<()> {
     if stats.is_empty() {
         bail!("no page {page:?} in generation {g} (see `pushwise sets list`)");
     }
-    let views = stats
-        .iter()
-        .find(|s| s.context.is_page_wide())
-        .map_or(0, |s| s.views);
+    let wide = stats.iter().find(|s| s.context.is_page_wide());
+    let own_set = wide.is_some_and(|s| s.uses_own);
     let mut show = ShowJson {
         page: page.to_string(),
-        views,
+        views: wide.map_or(0, |s| s.views),
+        own_set,
+        section: (!is_section(page)).then(|| section_of(page)),
         generation: g,
         contexts: stats
             .iter()
@@ -140,9 +146,19 @@ fn print_show(show: &ShowJson) -> anyhow::Result<()> {
     let mut o = out();
     writeln!(
         o,
-        "{}: {} page views, generation {}",
+        "{}: {} browser page views, generation {}",
         show.page, show.views, show.generation
     )?;
+    if !show.own_set {
+        match &show.section {
+            Some(sec) => writeln!(
+                o,
+                "too few views for a set of its own: browsers get the set of {sec} \
+                 (`pushwise sets show {sec}`)"
+            )?,
+            None => writeln!(o, "too few views for a set of its own: nothing is pushed")?,
+        }
+    }
     let mut ct = table(&["context", "views", "set used"]);
     for c in &show.contexts {
         ct.add_row(vec![
@@ -150,8 +166,10 @@ fn print_show(show: &ShowJson) -> anyhow::Result<()> {
             c.views.to_string(),
             if c.own_set {
                 "its own".into()
+            } else if c.context.is_browser() {
+                "the page's (too few views)".to_string()
             } else {
-                "page-wide (too few views)".to_string()
+                "none (not a browser)".to_string()
             },
         ]);
     }

@@ -1,9 +1,10 @@
-//! `pushwise threshold`: show, set or clear the probability threshold and minimum support.
+//! `pushwise threshold`: show, set or clear the probability threshold, minimum support and caps.
 
 use std::io::Write;
 use std::path::Path;
 
 use pushwise_analyzer::SelectParams;
+use pushwise_store::rows::ThresholdUpdate;
 use serde::Serialize;
 
 use crate::cli::ThresholdCmd;
@@ -16,20 +17,28 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             value,
             page,
             min_support,
+            max_count,
+            max_bytes,
         } => {
             let page = page.as_deref().map(page_arg);
             // A setting in a database nothing records into would be lost: refuse a missing one.
             let store = open_existing(db).await?;
-            store
-                .set_threshold(page.as_deref(), Some(value), min_support)
-                .await?;
+            let u = ThresholdUpdate {
+                probability: Some(value),
+                min_support,
+                max_count,
+                max_bytes,
+            };
+            store.set_threshold(page.as_deref(), u).await?;
             writeln!(
                 out(),
-                "threshold {} {}{} (used from the next analyzer pass)",
+                "threshold {} {}{}{}{} (used from the next analyzer pass)",
                 value.get(),
                 page.as_deref()
                     .map_or("globally".to_string(), |p| format!("for {p}")),
-                min_support.map_or(String::new(), |m| format!(", minimum support {}", m.get()))
+                min_support.map_or(String::new(), |m| format!(", minimum support {}", m.get())),
+                max_count.map_or(String::new(), |m| format!(", at most {} assets", m.get())),
+                max_bytes.map_or(String::new(), |m| format!(", at most {} bytes", m.get())),
             )?;
         }
         ThresholdCmd::Show { json } => {
@@ -38,20 +47,40 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             let d = SelectParams::default();
             if json {
                 #[derive(Serialize)]
+                struct Defaults {
+                    threshold: f64,
+                    min_support: i64,
+                    max_count: usize,
+                    max_bytes: i64,
+                }
+                #[derive(Serialize)]
                 struct J {
-                    defaults: (f64, i64),
+                    defaults: Defaults,
                     settings: Vec<pushwise_store::rows::ThresholdRow>,
                 }
                 return print_json(&J {
-                    defaults: (d.threshold, d.min_support),
+                    defaults: Defaults {
+                        threshold: d.threshold,
+                        min_support: d.min_support,
+                        max_count: d.max_count,
+                        max_bytes: d.max_bytes,
+                    },
                     settings: rows,
                 });
             }
-            let mut t = table(&["page", "threshold", "min support"]);
+            let mut t = table(&[
+                "page",
+                "threshold",
+                "min support",
+                "max assets",
+                "max bytes",
+            ]);
             t.add_row(vec![
                 "(built-in default)".into(),
                 d.threshold.to_string(),
                 d.min_support.to_string(),
+                d.max_count.to_string(),
+                d.max_bytes.to_string(),
             ]);
             for r in rows {
                 t.add_row(vec![
@@ -62,6 +91,8 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                     },
                     r.probability.map_or("-".into(), |v| v.to_string()),
                     r.min_support.map_or("-".into(), |v| v.to_string()),
+                    r.max_count.map_or("-".into(), |v| v.to_string()),
+                    r.max_bytes.map_or("-".into(), |v| v.to_string()),
                 ]);
             }
             writeln!(out(), "{t}")?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use pushwise_analyzer::tune::{self, Objective, TunePoint, TuneReport};
 use pushwise_store::Store;
-use pushwise_store::rows::{MinSupport, Probability};
+use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability, ThresholdUpdate};
 
 use crate::cli::{ObjectiveArg, TuneArgs};
 use crate::open::open_existing;
@@ -35,15 +35,17 @@ pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
     print_report(db, &report, &a)
 }
 
-/// Stores a recommendation as the global threshold and minimum support.
+/// Stores a recommendation as the global threshold, minimum support and caps.
 pub async fn apply(store: &Store, r: &TunePoint) -> anyhow::Result<()> {
-    store
-        .set_threshold(
-            None,
-            Some(Probability::new(r.threshold)?),
-            Some(MinSupport::new(r.min_support)?),
-        )
-        .await?;
+    let u = ThresholdUpdate {
+        probability: Some(Probability::new(r.threshold)?),
+        min_support: Some(MinSupport::new(r.min_support)?),
+        max_count: Some(MaxCount::new(
+            i64::try_from(r.max_count).unwrap_or(i64::MAX),
+        )?),
+        max_bytes: Some(MaxBytes::new(r.max_bytes)?),
+    };
+    store.set_threshold(None, u).await?;
     Ok(())
 }
 
@@ -69,11 +71,12 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
         "pushed/view",
         "wasted bytes/view",
     ]);
-    for p in report
-        .grid
-        .iter()
-        .filter(|p| p.min_support == rec.min_support)
-    {
+    let mut seen = std::collections::HashSet::new();
+    for p in report.grid.iter().filter(|p| {
+        p.min_support == rec.min_support
+            && (p.max_count, p.max_bytes) == (rec.max_count, rec.max_bytes)
+            && seen.insert(p.threshold.to_bits())
+    }) {
         t.add_row(vec![
             format!(
                 "{:.2}{}",
@@ -91,15 +94,25 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
             format!("{:.0}", p.wasted_bytes_per_view),
         ]);
     }
-    writeln!(o, "at minimum support {}:\n{t}", rec.min_support)?;
     writeln!(
         o,
-        "recommended: threshold {:.2}, minimum support {} (precision {:.3}, recall {:.3}, {:.0} wasted bytes per view)\nrule: {}",
+        "at minimum support {}, at most {} assets and {} bytes per set:\n{t}",
+        rec.min_support, rec.max_count, rec.max_bytes
+    )?;
+    writeln!(
+        o,
+        "recommended: threshold {:.2}, minimum support {}, at most {} assets and {} bytes per set\n\
+         held-out score: F1 {:.3} (precision {:.3}, recall {:.3}), {:.0} wasted bytes per view\n\
+         scoring: {}\nrule: {}",
         rec.threshold,
         rec.min_support,
+        rec.max_count,
+        rec.max_bytes,
+        rec.f1,
         rec.precision,
         rec.recall,
         rec.wasted_bytes_per_view,
+        report.scoring,
         report.rule
     )?;
     if a.apply {
@@ -107,10 +120,12 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
     } else {
         writeln!(
             o,
-            "apply with: {} threshold set {:.2} --min-support {}",
+            "apply with: {} threshold set {:.2} --min-support {} --max-count {} --max-bytes {}",
             pushwise_db(db),
             rec.threshold,
-            rec.min_support
+            rec.min_support,
+            rec.max_count,
+            rec.max_bytes
         )?;
     }
     if let Some(p) = &a.plot {

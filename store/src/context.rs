@@ -123,6 +123,37 @@ impl Context {
     pub fn is_page_wide(self) -> bool {
         self == Context::PageWide
     }
+
+    /// True for the request contexts of browsers, the only clients pushwise pushes or hints to.
+    pub fn is_browser(self) -> bool {
+        matches!(self, Context::BrowserEntry | Context::BrowserInternal)
+    }
+
+    /// True for the contexts whose views make up the page-wide (and section) estimates: the
+    /// browser contexts. Crawlers' views say nothing about what a browser fetches.
+    pub fn feeds_page_wide(self) -> bool {
+        self.is_browser()
+    }
+}
+
+/// The key under which the learned sets of a page's *section* are kept: `section:` and the path
+/// up to and including its first segment's slash (`/blog/2024/x.html` -> `section:/blog/`), or
+/// `section:/` for pages at the top level. A recorded page path always starts with `/`, so a
+/// section key can never be mistaken for a page.
+pub fn section_of(page: &str) -> String {
+    let rest = page.strip_prefix('/').unwrap_or(page);
+    match rest.find('/') {
+        Some(i) => format!("{SECTION_PREFIX}/{}", &rest[..=i]),
+        None => format!("{SECTION_PREFIX}/"),
+    }
+}
+
+/// What every section key starts with.
+pub const SECTION_PREFIX: &str = "section:";
+
+/// True when a learned-set key names a section rather than a page.
+pub fn is_section(key: &str) -> bool {
+    key.starts_with(SECTION_PREFIX)
 }
 
 impl Serialize for Context {
@@ -152,6 +183,23 @@ mod tests {
         assert!(!UaClass::of(Some("curl/8.0")).is_browser());
         assert!(!UaClass::of(Some("nghttp2/1.52.0")).is_browser());
         assert!(!UaClass::of(None).is_browser());
+    }
+
+    #[test]
+    fn a_section_is_the_first_path_segment_or_the_top_level() {
+        assert_eq!(section_of("/blog/2024/x.html"), "section:/blog/");
+        assert_eq!(section_of("/blog/"), "section:/blog/");
+        assert_eq!(section_of("/about.html"), "section:/");
+        assert_eq!(section_of("/"), "section:/");
+        assert!(is_section(&section_of("/a/b")));
+        assert!(!is_section("/section:/x"));
+    }
+
+    #[test]
+    fn only_browser_contexts_are_pushed_to_or_feed_the_page_wide_estimate() {
+        assert!(Context::BrowserEntry.is_browser() && Context::BrowserInternal.feeds_page_wide());
+        assert!(!Context::OtherEntry.is_browser() && !Context::OtherInternal.feeds_page_wide());
+        assert!(!Context::PageWide.is_browser());
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
 use crate::rows::{
-    EventRow, Generation, MinSupport, NewGeneration, PageStat, PinAction, PinRow, Probability,
-    SetRow, ThresholdRow,
+    EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration, PageStat, PinAction,
+    PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
 };
 use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
@@ -450,36 +450,40 @@ impl Store {
     }
 
     pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {
-        let rows =
-            sqlx::query("SELECT page, probability, min_support FROM thresholds ORDER BY page")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT page, probability, min_support, max_count, max_bytes FROM thresholds \
+             ORDER BY page",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
             .map(|r| ThresholdRow {
                 page: r.get(0),
                 probability: r.get(1),
                 min_support: r.get(2),
+                max_count: r.get(3),
+                max_bytes: r.get(4),
             })
             .collect())
     }
 
-    /// Sets the probability threshold and/or minimum support globally (`page` None) or for a page.
-    pub async fn set_threshold(
-        &self,
-        page: Option<&str>,
-        probability: Option<Probability>,
-        min_support: Option<MinSupport>,
-    ) -> Result<(), Error> {
+    /// Changes the settings `u` names, globally (`page` None) or for one page; the others stay.
+    pub async fn set_threshold(&self, page: Option<&str>, u: ThresholdUpdate) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO thresholds (page, probability, min_support) VALUES (?1, ?2, ?3) \
+            "INSERT INTO thresholds (page, probability, min_support, max_count, max_bytes) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (page) DO UPDATE SET \
                probability = COALESCE(excluded.probability, thresholds.probability), \
-               min_support = COALESCE(excluded.min_support, thresholds.min_support)",
+               min_support = COALESCE(excluded.min_support, thresholds.min_support), \
+               max_count = COALESCE(excluded.max_count, thresholds.max_count), \
+               max_bytes = COALESCE(excluded.max_bytes, thresholds.max_bytes)",
         )
         .bind(page.unwrap_or(""))
-        .bind(probability.map(Probability::get))
-        .bind(min_support.map(MinSupport::get))
+        .bind(u.probability.map(Probability::get))
+        .bind(u.min_support.map(MinSupport::get))
+        .bind(u.max_count.map(MaxCount::get))
+        .bind(u.max_bytes.map(MaxBytes::get))
         .execute(&self.pool)
         .await?;
         Ok(())

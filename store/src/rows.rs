@@ -339,7 +339,65 @@ pub struct ThresholdRow {
     pub page: String,
     pub probability: Option<f64>,
     pub min_support: Option<i64>,
+    pub max_count: Option<i64>,
+    pub max_bytes: Option<i64>,
 }
+
+/// What `threshold set` (or `tune --apply`) changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThresholdUpdate {
+    pub probability: Option<Probability>,
+    pub min_support: Option<MinSupport>,
+    pub max_count: Option<MaxCount>,
+    pub max_bytes: Option<MaxBytes>,
+}
+
+/// The most assets one push set may hold, at least 1 by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MaxCount(i64);
+
+/// The most bytes (by typical response size) one push set may hold, at least 1 by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MaxBytes(i64);
+
+macro_rules! positive_setting {
+    ($t:ident, $what:literal) => {
+        impl $t {
+            pub fn new(n: i64) -> Result<$t, OutOfRange> {
+                if n >= 1 {
+                    Ok($t(n))
+                } else {
+                    Err(OutOfRange {
+                        what: $what,
+                        range: "at least 1",
+                        got: n.to_string(),
+                    })
+                }
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = OutOfRange;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let n: i64 = s.trim().parse().map_err(|_| OutOfRange {
+                    what: $what,
+                    range: "a whole number of at least 1",
+                    got: format!("{s:?}"),
+                })?;
+                $t::new(n)
+            }
+        }
+    };
+}
+
+positive_setting!(MaxCount, "the most assets in a set");
+positive_setting!(MaxBytes, "the most bytes in a set");
 
 /// What an operator said of an asset on a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

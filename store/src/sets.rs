@@ -2,8 +2,8 @@
 //!
 //! The server keeps a [`PushSets`] (a `DashMap` swapped per page on reload) and never awaits the
 //! database on the request path; `pushwise plan` builds the same structure from the store and asks
-//! the same [`PushSets::decide`], and `tune` scores with the same [`pick`] rule, so the three
-//! cannot disagree. Nothing here computes a probability: it only reads what the analyzer wrote.
+//! the same [`PushSets::decide`], and `tune` scores by building the same structure in memory and
+//! asking it too, so the three cannot disagree. Nothing here computes a probability: it only reads what the analyzer wrote.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +13,10 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use crate::Store;
-use crate::context::{Context, UaClass};
+use crate::context::{Context, UaClass, section_of};
 use crate::error::Error;
 use crate::event::Referer;
-use crate::rows::AsType;
+use crate::rows::{AsType, PageStat, SetRow};
 
 /// One asset in a learned set, in push order.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -28,21 +28,28 @@ pub struct PlannedAsset {
     pub probability: f64,
 }
 
-/// The learned sets of one page: page-wide, plus the contexts whose data supports their own.
+/// The learned sets of one page (or one section): its own estimate over every browser view when
+/// the data supports one, plus the browser contexts whose data supports their own.
 #[derive(Debug, Default)]
 pub struct PagePlan {
-    pub page_wide: Arc<[PlannedAsset]>,
+    pub page_wide: Option<Arc<[PlannedAsset]>>,
     pub by_context: HashMap<Context, Arc<[PlannedAsset]>>,
 }
 
-/// Which set a decision used.
+/// Which level of the back-off decided a request's set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SetSource {
-    /// The request context's own set.
+    /// The page's own set for the request's context.
     Context,
-    /// The page-wide set (the context has too few views for its own).
+    /// The page's set over all browser views (the context has too few views for its own).
     PageWide,
-    /// No set is learned for the page.
+    /// The section's set for the request's context (the page has too few views for its own).
+    SectionContext,
+    /// The section's set over all browser views.
+    Section,
+    /// Not a browser (crawler, monitor, feed reader, tool): nothing is pushed or hinted.
+    NotBrowser,
+    /// Nothing is learned for the page or its section.
     #[default]
     None,
 }
@@ -52,7 +59,30 @@ impl SetSource {
         match self {
             SetSource::Context => "context",
             SetSource::PageWide => "page-wide",
+            SetSource::SectionContext => "section-context",
+            SetSource::Section => "section",
+            SetSource::NotBrowser => "not-browser",
             SetSource::None => "none",
+        }
+    }
+
+    /// One line for operators: why this set.
+    pub fn explain(self) -> &'static str {
+        match self {
+            SetSource::Context => "this context's own learned set",
+            SetSource::PageWide => {
+                "the page's set over all browser views (this context has too few views for its own)"
+            }
+            SetSource::SectionContext => {
+                "the section's set for this context (the page has too few views for its own)"
+            }
+            SetSource::Section => {
+                "the section's set over all browser views (the page has too few views for its own)"
+            }
+            SetSource::NotBrowser => {
+                "not a browser: crawlers, monitors and tools fetch no assets, so none are pushed or hinted"
+            }
+            SetSource::None => "nothing learned for this page or its section",
         }
     }
 }
@@ -60,16 +90,6 @@ impl SetSource {
 impl Serialize for SetSource {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-/// The fallback rule, the one place it is written: a context's own set where the data supported
-/// one, else the page-wide set, else nothing.
-pub fn pick<T>(own: Option<T>, page_wide: Option<T>) -> (SetSource, Option<T>) {
-    match (own, page_wide) {
-        (Some(o), _) => (SetSource::Context, Some(o)),
-        (None, Some(p)) => (SetSource::PageWide, Some(p)),
-        (None, None) => (SetSource::None, None),
     }
 }
 
@@ -115,6 +135,11 @@ impl PushSets {
         self.pages.contains_key(page)
     }
 
+    /// True when the loaded generation has a set for the section `page` belongs to.
+    pub fn has_section_for(&self, page: &str) -> bool {
+        self.pages.contains_key(&section_of(page))
+    }
+
     pub fn page_count(&self) -> usize {
         self.pages.len()
     }
@@ -124,8 +149,12 @@ impl PushSets {
         self.pages
             .iter()
             .map(|p| {
-                let mut assets: std::collections::HashSet<&str> =
-                    p.page_wide.iter().map(|a| a.path.as_str()).collect();
+                let mut assets: std::collections::HashSet<&str> = p
+                    .page_wide
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .map(|a| a.path.as_str())
+                    .collect();
                 for list in p.by_context.values() {
                     assets.extend(list.iter().map(|a| a.path.as_str()));
                 }
@@ -157,21 +186,47 @@ impl PushSets {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// The set to push for a view of `page` in `context`, by [`pick`].
+    /// The set to push for a view of `page` in `context`. The back-off, the one place it is
+    /// written: nothing for clients that are not browsers; else the page's own set for the
+    /// context, else the page's set over all browser views, else the same two for the page's
+    /// section, else nothing. A level exists only where the analyzer found enough views for it.
     pub fn decide(&self, page: &str, context: Context) -> Decision {
         let generation = self.generation();
-        let plan = self.pages.get(page).map(|p| Arc::clone(p.value()));
-        let (source, assets) = match &plan {
-            None => (SetSource::None, None),
-            Some(plan) => pick(plan.by_context.get(&context), Some(&plan.page_wide)),
+        let (source, assets) = if context.is_browser() {
+            self.back_off(page, context)
+        } else {
+            (SetSource::NotBrowser, None)
         };
         Decision {
             page: page.to_string(),
             context,
             source,
             generation,
-            assets: assets.map_or_else(|| Arc::from(Vec::new()), Arc::clone),
+            assets: assets.unwrap_or_else(|| Arc::from(Vec::new())),
         }
+    }
+
+    fn back_off(&self, page: &str, context: Context) -> (SetSource, Option<Arc<[PlannedAsset]>>) {
+        let levels = [
+            (page.to_string(), SetSource::Context, SetSource::PageWide),
+            (
+                section_of(page),
+                SetSource::SectionContext,
+                SetSource::Section,
+            ),
+        ];
+        for (key, own, wide) in levels {
+            let Some(plan) = self.pages.get(&key) else {
+                continue;
+            };
+            if let Some(a) = plan.by_context.get(&context) {
+                return (own, Some(Arc::clone(a)));
+            }
+            if let Some(a) = &plan.page_wide {
+                return (wide, Some(Arc::clone(a)));
+            }
+        }
+        (SetSource::None, None)
     }
 
     /// Builds the in-memory plans of one generation from the store.
@@ -181,8 +236,14 @@ impl PushSets {
     ) -> Result<HashMap<String, PagePlan>, Error> {
         let rows = store.set_rows(generation, true, None).await?;
         let stats = store.page_stats(generation, None).await?;
+        Ok(PushSets::plans_from_rows(rows, stats))
+    }
+
+    /// Builds plans from set rows (only those in a set are used) and page statistics: what
+    /// [`PushSets::load_plans`] reads, and what `tune` scores without writing a generation.
+    pub fn plans_from_rows(rows: Vec<SetRow>, stats: Vec<PageStat>) -> HashMap<String, PagePlan> {
         let mut lists: HashMap<(String, Context), Vec<PlannedAsset>> = HashMap::new();
-        for r in rows {
+        for r in rows.into_iter().filter(|r| r.in_set) {
             lists
                 .entry((r.page, r.context))
                 .or_default()
@@ -200,12 +261,15 @@ impl PushSets {
                 .unwrap_or_default()
                 .into();
             let plan = plans.entry(s.page).or_default();
+            if !s.uses_own {
+                continue;
+            }
             if s.context.is_page_wide() {
-                plan.page_wide = assets;
-            } else if s.uses_own {
+                plan.page_wide = Some(assets);
+            } else if s.context.is_browser() {
                 plan.by_context.insert(s.context, assets);
             }
         }
-        Ok(plans)
+        plans
     }
 }

@@ -129,10 +129,19 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// `nghttp -nv` (verbose frames, no output) with extra args.
+/// `nghttp -nv` (verbose frames, no output) with extra args, as a browser unless the args set a
+/// User-Agent of their own.
 pub fn nghttp(args: &[&str]) -> String {
-    let o = run("nghttp", &[&["-nv"], args].concat());
-    text(&o)
+    let ua = format!("user-agent: {BROWSER_UA}");
+    let mut all = vec!["-nv"];
+    if !args
+        .iter()
+        .any(|a| a.to_ascii_lowercase().starts_with("user-agent:"))
+    {
+        all.extend(["-H", ua.as_str()]);
+    }
+    all.extend_from_slice(args);
+    text(&run("nghttp", &all))
 }
 
 /// Runs a `pushwise` subcommand against `db`; panics with its output on failure.
