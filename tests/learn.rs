@@ -599,3 +599,89 @@ fn tunes_prediction_is_within_three_hundredths_of_what_its_recommendation_then_s
     assert!(scored >= r.plain_cooccurrence.f1 + 0.05, "{r:?}");
     assert!(scored > r.per_page_oracle.f1, "{r:?}");
 }
+
+#[test]
+fn set_caps_are_settings_that_bound_the_next_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = write_log(dir.path(), 800, 5);
+    pushwise(&db, &["import", log.to_str().unwrap()]);
+    pushwise(
+        &db,
+        &[
+            "threshold",
+            "set",
+            "0.1",
+            "--min-support",
+            "1",
+            "--max-count",
+            "2",
+        ],
+    );
+    pushwise(
+        &db,
+        &[
+            "threshold",
+            "set",
+            "0.1",
+            "--page",
+            "/about.html",
+            "--max-bytes",
+            "1",
+        ],
+    );
+    pushwise(&db, &["analyze", "--once"]);
+    let show = pushwise_json(&db, &["sets", "show", "/", "--json"]);
+    let in_set = show[0]["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["in_set"] == true)
+        .count();
+    assert_eq!(in_set, 2, "{show}");
+    assert!(
+        show[0]["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["reason"] == "over count")
+    );
+    // One byte: nothing fits on /about.html, whatever its probabilities.
+    let about = pushwise_json(&db, &["sets", "show", "/about.html", "--json"]);
+    let rows = about[0]["assets"].as_array().unwrap();
+    assert!(rows.iter().all(|a| a["in_set"] == false), "{about}");
+    assert!(rows.iter().any(|a| a["reason"] == "over bytes"), "{about}");
+    let th = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(th["settings"][0]["max_count"], 2, "{th}");
+    assert_eq!(th["settings"][1]["max_bytes"], 1, "{th}");
+    assert_eq!(th["defaults"]["max_count"], 16, "{th}");
+    // A cap below one is refused, with the rule, and changes nothing.
+    for (flag, v) in [
+        ("--max-count", "0"),
+        ("--max-bytes", "-5"),
+        ("--max-count", "x"),
+    ] {
+        let o = std::process::Command::new(bin())
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "threshold",
+                "set",
+                "0.5",
+                &format!("{flag}={v}"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag} {v}: {}", text(&o));
+        assert!(text(&o).contains("at least 1"), "{}", text(&o));
+    }
+    let th2 = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(th, th2);
+    // tune --apply stores all four settings it recommends.
+    pushwise(&db, &["tune", "--apply"]);
+    let th = pushwise_json(&db, &["threshold", "show", "--json"]);
+    let global = &th["settings"][0];
+    for k in ["probability", "min_support", "max_count", "max_bytes"] {
+        assert!(global[k].is_number(), "{k}: {th}");
+    }
+}

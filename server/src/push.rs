@@ -205,6 +205,8 @@ pub fn is_navigation(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn only_document_navigations_may_borrow_a_sections_set() {
         let h = |pairs: &[(&'static str, &'static str)]| {
@@ -224,8 +226,6 @@ mod tests {
         assert!(!h(&[("accept", "*/*")]));
         assert!(!h(&[]));
     }
-
-    use super::*;
 
     fn asset(path: &str) -> PlannedAsset {
         PlannedAsset {

@@ -3,7 +3,8 @@
 //! The server keeps a [`PushSets`] (a `DashMap` swapped per page on reload) and never awaits the
 //! database on the request path; `pushwise plan` builds the same structure from the store and asks
 //! the same [`PushSets::decide`], and `tune` scores by building the same structure in memory and
-//! asking it too, so the three cannot disagree. Nothing here computes a probability: it only reads what the analyzer wrote.
+//! asking it too, so the three cannot disagree. Nothing here computes a probability: it only
+//! reads what the analyzer wrote.
 
 use std::collections::HashMap;
 use std::sync::Arc;
