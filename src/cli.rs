@@ -68,6 +68,14 @@ pub enum Command {
     Digest(DigestCmd),
     /// One command: serve the example site, drive traffic, learn, and measure the gain.
     Demo(DemoArgs),
+    /// Write a consistent copy of the database to DEST (safe while a server records into it).
+    Backup(BackupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Where to write the copy; must not exist (a backup never overwrites a file).
+    pub dest: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -41,7 +41,14 @@ fn main() -> ExitCode {
 /// Runs the command the user chose.
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<()> {
     let db = cli.global.db;
-    match cli.command {
+    let result = run_command(&db, cli.command).await;
+    open::close_all().await;
+    result
+}
+
+async fn run_command(db: &std::path::Path, command: Command) -> anyhow::Result<()> {
+    let db = db.to_path_buf();
+    match command {
         Command::Serve(a) => commands::serve::run(&db, *a).await,
         Command::Analyze(a) => commands::analyze::run(&db, a).await,
         Command::Sets(c) => commands::sets::run(&db, c).await,
@@ -50,6 +57,7 @@ async fn dispatch(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Import(a) => commands::import::run(&db, a).await,
         Command::Plan(a) => commands::plan::run(&db, a).await,
         Command::Digest(c) => commands::digest::run(c),
+        Command::Backup(a) => commands::backup::run(&db, a).await,
         Command::Demo(a) => demo::run(a).await,
     }
 }

@@ -685,3 +685,74 @@ fn set_caps_are_settings_that_bound_the_next_generation() {
         assert!(global[k].is_number(), "{k}: {th}");
     }
 }
+
+#[test]
+fn a_command_leaves_every_change_in_the_main_file_and_backup_copies_a_live_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let wal = dir.path().join("p.db-wal");
+    let log = write_log(dir.path(), 300, 3);
+    for args in [
+        vec!["import", log.to_str().unwrap()],
+        vec!["threshold", "set", "0.8", "--min-support", "3"],
+        vec!["analyze", "--once"],
+    ] {
+        pushwise(&db, &args);
+        let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(wal_len, 0, "after {args:?} the -wal holds {wal_len} bytes");
+    }
+    // The main file alone is a complete copy.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let th = pushwise_json(&copy, &["threshold", "show", "--json"]);
+    assert_eq!(th["settings"][0]["probability"], 0.8, "{th}");
+    let list = pushwise_json(&copy, &["sets", "list", "--json"]);
+    assert!(!list.as_array().unwrap().is_empty());
+
+    // backup while a server records into the database.
+    let root = site();
+    let s = Server::start_with_db(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--analyze-every",
+            "0",
+            "--batch-interval-ms",
+            "20",
+        ],
+        tempfile::tempdir().unwrap(),
+        db.clone(),
+    );
+    for _ in 0..5 {
+        nghttp(&[&s.url("/"), &s.url("/about.html")]);
+    }
+    let dest = dir.path().join("backup.db");
+    let out = pushwise(&db, &["backup", dest.to_str().unwrap()]);
+    assert!(out.contains("backed up"), "{out}");
+    let th = pushwise_json(&dest, &["threshold", "show", "--json"]);
+    assert_eq!(th["settings"][0]["probability"], 0.8, "{th}");
+    let check: String = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}?mode=ro", dest.display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    });
+    assert_eq!(check, "ok");
+    // Never over an existing file, which stays as it was.
+    let before = std::fs::read(&dest).unwrap();
+    let o = std::process::Command::new(bin())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "backup",
+            dest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("never overwrites"), "{}", text(&o));
+    assert_eq!(std::fs::read(&dest).unwrap(), before);
+}

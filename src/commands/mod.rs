@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run` and imports only its own arguments from `cli`.
 
 pub mod analyze;
+pub mod backup;
 pub mod digest;
 pub mod import;
 pub mod plan;

@@ -111,9 +111,37 @@ impl Store {
         self.read_only
     }
 
-    /// Closes the pool, waiting for connections to finish (so the WAL is checkpointed).
+    /// Checkpoints the write-ahead log into the main file and closes the pool, so that the main
+    /// file alone holds everything written (a `cp` of it is a complete copy) and no `-wal` or
+    /// `-shm` file is left beside it. A checkpoint that cannot run (another process is writing)
+    /// is skipped: the data is safe in the WAL and the other process checkpoints later.
     pub async fn close(&self) {
+        if !self.read_only {
+            // Busy (another process holds the WAL) is not an error here: see above.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
         self.pool.close().await;
+    }
+
+    /// Writes a consistent copy of the whole database to `dest` (SQLite's `VACUUM INTO`), safe
+    /// while a server records into it. Refuses a `dest` that exists.
+    pub async fn backup(&self, dest: &Path) -> Result<(), Error> {
+        if dest.exists() {
+            return Err(Error::invalid(format!(
+                "{} exists: a backup never overwrites a file",
+                dest.display()
+            )));
+        }
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| Error::invalid("the backup path is not valid UTF-8"))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The per-install secret salt for client keys, generated on first use and kept in the database.

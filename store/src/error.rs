@@ -24,6 +24,9 @@ enum Kind {
     /// The operating system refused something the store needs (randomness for the salt).
     #[error("{0}")]
     System(String),
+    /// A request the store refuses as given (a backup over an existing file).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {
@@ -39,9 +42,15 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Invalid(msg.into()),
+        }
+    }
+
     /// True when the error came from the database (locked, read-only, full, corrupt, migrations).
     pub fn is_database(&self) -> bool {
-        !matches!(self.kind, Kind::System(_))
+        !matches!(self.kind, Kind::System(_) | Kind::Invalid(_))
     }
 }
 
