@@ -14,7 +14,9 @@ use serde::Serialize;
 use crate::score::{
     Newer, Score, best_threshold, best_threshold_sets, cooccurrence, per_page_oracle, split_ms,
 };
-use crate::shaped::{ShapedConfig, ViewTruth, generate, section};
+use pushwise_store::context::section_of;
+
+use crate::shaped::{ShapedConfig, ViewTruth, generate};
 use crate::synth::combined_line;
 
 /// What `tune` recommended, and the F1 it predicted for it.
@@ -144,13 +146,13 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     let (memo, memo_sets) = best_threshold_sets(&memo_table, &newer);
     let mut by_section = BTreeMap::new();
     for v in &newer.views {
-        let name = section(&v.page);
-        if by_section.contains_key(name) {
+        let name = section_of(&v.page);
+        if by_section.contains_key(&name) {
             continue;
         }
-        let only = |v: &ViewTruth| section(&v.page) == name;
+        let only = |v: &ViewTruth| section_of(&v.page) == name;
         by_section.insert(
-            name.to_string(),
+            name.clone(),
             SectionScore {
                 views: newer.views.iter().filter(|v| only(v)).count(),
                 pushwise_f1: newer.score_where(&sets, only).f1,

@@ -23,6 +23,27 @@ pub struct Score {
     pub threshold: Option<f64>,
 }
 
+impl Score {
+    /// Precision, recall and F1 from counts: `tp` pushed and needed, `pushed`, `needed`, over
+    /// `views` views.
+    fn from_counts(tp: u64, pushed: u64, needed: u64, views: usize) -> Score {
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let (precision, recall) = (ratio(tp, pushed), ratio(tp, needed));
+        let f1 = if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
+        Score {
+            precision,
+            recall,
+            f1,
+            pushed_per_view: pushed as f64 / views.max(1) as f64,
+            threshold: None,
+        }
+    }
+}
+
 /// The time at which the oldest `share` of the page views end: views at or after it are "newer".
 pub fn split_ms(truth: &[ViewTruth], share: f64) -> i64 {
     let mut t: Vec<i64> = truth.iter().map(|v| v.ts_ms).collect();
@@ -88,28 +109,7 @@ impl<'a> Newer<'a> {
                 }
             }
         }
-        let precision = if pushed == 0 {
-            0.0
-        } else {
-            tp as f64 / pushed as f64
-        };
-        let recall = if needed == 0 {
-            0.0
-        } else {
-            tp as f64 / needed as f64
-        };
-        let f1 = if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        };
-        Score {
-            precision,
-            recall,
-            f1,
-            pushed_per_view: pushed as f64 / self.views.len().max(1) as f64,
-            threshold: None,
-        }
+        Score::from_counts(tp, pushed, needed, self.views.len())
     }
 }
 
@@ -238,27 +238,7 @@ pub fn per_page_oracle(table: &HashMap<String, Vec<(String, f64)>>, newer: &Newe
             pushed = base_pushed + options[best].1;
         }
     }
-    let precision = if pushed == 0 {
-        0.0
-    } else {
-        tp as f64 / pushed as f64
-    };
-    let recall = if needed == 0 {
-        0.0
-    } else {
-        tp as f64 / needed as f64
-    };
-    Score {
-        precision,
-        recall,
-        f1: if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        },
-        pushed_per_view: pushed as f64 / newer.views.len().max(1) as f64,
-        threshold: None,
-    }
+    Score::from_counts(tp, pushed, needed, newer.views.len())
 }
 
 #[cfg(test)]

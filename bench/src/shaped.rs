@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use crate::synth::{BROWSER_UAS, Hit};
+use pushwise_store::context::section_of;
+
+use crate::synth::{BROWSER_UAS, Hit, shuffle_within_minutes};
 
 /// Crawlers, feed readers, monitors and tools: they fetch pages, never assets.
 pub const NON_BROWSER_UAS: [&str; 6] = [
@@ -459,10 +461,10 @@ impl Gen<'_> {
             }
             referer = Some(self.url(&self.site[page].path));
             // Inside the site: half the time the same section, else anywhere by popularity.
-            let section = crate::shaped::section(&self.site[page].path).to_string();
+            let section = section_of(&self.site[page].path);
             page = if self.rng.bool() {
                 let same: Vec<usize> = (0..self.site.len())
-                    .filter(|&i| crate::shaped::section(&self.site[i].path) == section)
+                    .filter(|&i| section_of(&self.site[i].path) == section)
                     .collect();
                 same[self.rng.usize(..same.len())]
             } else {
@@ -546,30 +548,6 @@ impl Gen<'_> {
     }
 }
 
-/// The first path segment of a page (`/blog/`), or `/` at the top level: as the analyzer's
-/// sections.
-pub fn section(path: &str) -> &str {
-    let rest = &path[1.min(path.len())..];
-    match rest.find('/') {
-        Some(i) => &path[..i + 2],
-        None => "/",
-    }
-}
-
-/// Log aggregation: lines within the same minute arrive in any order.
-fn shuffle_within_minutes(hits: &mut [Hit], rng: &mut fastrand::Rng) {
-    let mut i = 0;
-    while i < hits.len() {
-        let minute = hits[i].ts_ms / 60_000;
-        let mut j = i;
-        while j < hits.len() && hits[j].ts_ms / 60_000 == minute {
-            j += 1;
-        }
-        rng.shuffle(&mut hits[i..j]);
-        i = j;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,13 +594,5 @@ mod tests {
             counts[counts.len() * 9 / 10],
             counts.last().unwrap()
         );
-    }
-
-    #[test]
-    fn sections_are_the_first_path_segment() {
-        assert_eq!(section("/blog/2020/post-1.html"), "/blog/");
-        assert_eq!(section("/slides/deck-3/"), "/slides/");
-        assert_eq!(section("/about.html"), "/");
-        assert_eq!(section("/"), "/");
     }
 }

@@ -144,7 +144,7 @@ fn shared_assets(site: &SiteMap) -> HashSet<String> {
 }
 
 /// Log aggregation: lines within the same minute arrive in any order.
-fn shuffle_within_minutes(hits: &mut [Hit], rng: &mut fastrand::Rng) {
+pub(crate) fn shuffle_within_minutes(hits: &mut [Hit], rng: &mut fastrand::Rng) {
     let mut i = 0;
     while i < hits.len() {
         let minute = hits[i].ts_ms / 60_000;
