@@ -2,11 +2,12 @@
 //! share in 0..=1, a non-zero count, a cookie name), so a bad flag is refused by clap, naming the
 //! flag, and nothing after parsing checks again.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use pushwise_analyzer::LearnParams;
 use pushwise_server::{CookieName, Share};
 use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability};
@@ -48,27 +49,55 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve a directory or an upstream app over HTTP/2 + TLS, record requests, push learned sets.
+    #[command(
+        after_long_help = "Examples:\n  pushwise serve --root ./public --listen 0.0.0.0:443 \\\n      --tls-cert cert.pem --tls-key key.pem --host example.com\n  pushwise serve --upstream http://127.0.0.1:3000 --listen 8443 --metrics-listen 127.0.0.1:9090"
+    )]
     Serve(Box<ServeArgs>),
     /// Learn push sets from the recorded requests (one pass with --once, else every --every).
+    #[command(
+        after_long_help = "Examples:\n  pushwise analyze --once\n  pushwise analyze --rebuild --half-life-hours 72"
+    )]
     Analyze(AnalyzeArgs),
     /// Inspect learned push sets, and pin or ban assets.
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  pushwise sets list\n  pushwise sets show /blog/ --json"
+    )]
     Sets(SetsCmd),
     /// Replay recorded traffic to score thresholds: precision, recall, wasted bytes; recommends one.
+    #[command(
+        after_long_help = "Examples:\n  pushwise tune\n  pushwise tune --objective bytes --plot tune.svg --apply"
+    )]
     Tune(TuneArgs),
     /// Show or change the probability threshold, minimum support and set caps (no restart needed).
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  pushwise threshold show\n  pushwise threshold set 0.4 --min-support 10"
+    )]
     Threshold(ThresholdCmd),
     /// Import nginx/Apache access logs (combined or common, plain or .gz, - for stdin).
+    #[command(
+        after_long_help = "Examples:\n  pushwise import /var/log/nginx/access.log /var/log/nginx/access.log.1.gz\n  zcat old.log.gz | pushwise import --format common -"
+    )]
     Import(ImportArgs),
     /// Show what would be pushed (or hinted) for a request, and why.
+    #[command(
+        after_long_help = "Examples:\n  pushwise plan --page /blog/ --user-agent 'Mozilla/5.0 Chrome/120.0'\n  pushwise plan --batch requests.jsonl"
+    )]
     Plan(PlanArgs),
     /// Encode or decode cache digests (cookie / Cache-Digest header values).
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  pushwise digest encode https://example.com/css/site.css https://example.com/js/app.js\n  pushwise digest decode AfdA --url https://example.com/a.css"
+    )]
     Digest(DigestCmd),
     /// One command: serve the example site, drive traffic, learn, and measure the gain.
+    #[command(after_long_help = "Examples:\n  pushwise demo\n  pushwise demo --rtt-ms 100 --keep")]
     Demo(DemoArgs),
     /// Write a consistent copy of the database to DEST (safe while a server records into it).
+    #[command(
+        after_long_help = "Examples:\n  pushwise backup /var/backups/pushwise-$(date +%F).db"
+    )]
     Backup(BackupArgs),
 }
 
@@ -91,8 +120,9 @@ pub struct ServeArgs {
     /// HTTP/1.1 application to proxy instead of a directory, e.g. http://127.0.0.1:3000.
     #[arg(long, env = "PUSHWISE_UPSTREAM")]
     pub upstream: Option<String>,
-    /// Address to listen on (port 0 picks a free port; the real one is printed).
-    #[arg(long, env = "PUSHWISE_LISTEN", default_value = "127.0.0.1:8443")]
+    /// Address to listen on: HOST:PORT (a name or an address), or a bare PORT for every
+    /// interface, as nginx's `listen 8443`. Port 0 picks a free port; the real one is printed.
+    #[arg(long, env = "PUSHWISE_LISTEN", default_value = "127.0.0.1:8443", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// TLS certificate chain (PEM). Without it, a self-signed certificate for localhost is made.
     #[arg(long, env = "PUSHWISE_TLS_CERT", requires = "tls_key")]
@@ -100,9 +130,15 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "PUSHWISE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The site's host names (repeatable), so absolute Referers on any of them count as same-site.
-    #[arg(long = "host", env = "PUSHWISE_HOSTS", value_delimiter = ',')]
+    /// The site's host names, so absolute Referers on any of them count as same-site (repeatable,
+    /// or comma-separated: example.com,www.example.com).
+    #[arg(long = "host", env = "PUSHWISE_HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
+    /// Serve from a database this process may only read (a replica, a read-only mount): push sets
+    /// are loaded from it and reloaded when it changes; nothing is recorded or learned. Without
+    /// it, a database that cannot be written stops `serve` at start, with the reason.
+    #[arg(long, env = "PUSHWISE_READ_ONLY_DB")]
+    pub read_only_db: bool,
     /// Do not record requests (benchmarks, overhead comparison).
     #[arg(long, env = "PUSHWISE_NO_RECORD")]
     pub no_record: bool,
@@ -115,10 +151,11 @@ pub struct ServeArgs {
     /// Most events per database write (a transaction of multi-row INSERTs).
     #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value = "2000")]
     pub batch_size: NonZeroUsize,
-    /// Longest an event waits before its batch is written, in milliseconds. The writer wakes
-    /// once per interval (not per event), and earlier when a batch is full or the queue half full.
-    #[arg(long, env = "PUSHWISE_BATCH_INTERVAL_MS", default_value_t = 200)]
-    pub batch_interval_ms: u64,
+    /// Longest an event waits before its batch is written: milliseconds, or a duration like 1s.
+    /// The writer wakes once per interval (not per event), and earlier when a batch is full or
+    /// the queue half full.
+    #[arg(long, env = "PUSHWISE_BATCH_INTERVAL_MS", default_value = "200", value_parser = millis)]
+    pub batch_interval_ms: Duration,
     /// Events queued for the writer before new ones are dropped (and counted).
     #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value = "65536")]
     pub queue_size: NonZeroUsize,
@@ -128,12 +165,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PUSHWISE_RECORDER_NICE", default_value_t = 10,
           value_parser = clap::value_parser!(u8).range(0..=19))]
     pub recorder_nice: u8,
-    /// Run the analyzer in the background every this many seconds (0 disables).
-    #[arg(long, env = "PUSHWISE_ANALYZE_EVERY", default_value_t = 60)]
-    pub analyze_every: u64,
-    /// How often to check the database for a newer push-set generation, in milliseconds.
-    #[arg(long, env = "PUSHWISE_RELOAD_EVERY_MS", default_value_t = 1000)]
-    pub reload_every_ms: u64,
+    /// Run the analyzer in the background this often: seconds, or a duration like 5m (0 disables).
+    #[arg(long, env = "PUSHWISE_ANALYZE_EVERY", default_value = "60", value_parser = seconds)]
+    pub analyze_every: Duration,
+    /// How often to check the database for a newer push-set generation: milliseconds, or a
+    /// duration like 2s.
+    #[arg(long, env = "PUSHWISE_RELOAD_EVERY_MS", default_value = "1000", value_parser = millis)]
+    pub reload_every_ms: Duration,
     /// push: server push where the client allows it, else 103 Early Hints; hints: hints only; off.
     #[arg(long, env = "PUSHWISE_PUSH_MODE", value_enum, default_value_t = PushModeArg::Push)]
     pub push_mode: PushModeArg,
@@ -168,25 +206,29 @@ pub struct ServeArgs {
         default_value = "public, max-age=3600"
     )]
     pub cache_control_assets: String,
-    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
-    #[arg(long, env = "PUSHWISE_METRICS_LISTEN")]
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; ADDR as for --listen).
+    #[arg(long, env = "PUSHWISE_METRICS_LISTEN", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
-    /// Log one combined-format line per request (re-importable with `pushwise import`).
-    #[arg(long, env = "PUSHWISE_ACCESS_LOG")]
-    pub access_log: bool,
+    /// Write one combined-format line per request to FILE (appended; created readable by its
+    /// owner only; `-` for standard output). Plain lines, no log prefix: `pushwise import FILE`
+    /// reads it back as it is. The client field is the salted client key, never an address.
+    #[arg(long, env = "PUSHWISE_ACCESS_LOG", value_name = "FILE")]
+    pub access_log: Option<String>,
     /// Concurrent streams a client may open on one HTTP/2 connection.
     #[arg(long, env = "PUSHWISE_MAX_CONCURRENT_STREAMS", default_value = "128")]
     pub max_concurrent_streams: NonZeroU32,
-    /// Close connections idle this many seconds.
-    #[arg(long, env = "PUSHWISE_IDLE_TIMEOUT", default_value_t = 60)]
-    pub idle_timeout: u64,
-    /// On SIGTERM / Ctrl-C, wait at most this many seconds for in-flight requests.
-    #[arg(long, env = "PUSHWISE_SHUTDOWN_GRACE", default_value_t = 10)]
-    pub shutdown_grace: u64,
+    /// Close connections idle this long: seconds, or a duration like 2m.
+    #[arg(long, env = "PUSHWISE_IDLE_TIMEOUT", default_value = "60", value_parser = positive_seconds)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM / Ctrl-C, wait at most this long for in-flight requests: seconds, or a
+    /// duration like 500ms.
+    #[arg(long, env = "PUSHWISE_SHUTDOWN_GRACE", default_value = "10", value_parser = seconds)]
+    pub shutdown_grace: Duration,
     /// A proxy or load balancer in front of pushwise whose X-Forwarded-For is believed (CIDR or
     /// address, repeatable). From any other peer, X-Forwarded-For, Forwarded and X-Real-IP are
     /// dropped and the peer's address is the client.
-    #[arg(long = "trusted-proxy", env = "PUSHWISE_TRUSTED_PROXIES", value_delimiter = ',',
+    /// Repeatable, or comma-separated.
+    #[arg(long = "trusted-proxy", env = "PUSHWISE_TRUSTED_PROXY", value_delimiter = ',',
           value_parser = cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Serve files and directories whose name starts with a dot (.git/, .env). Off by default;
@@ -211,15 +253,17 @@ pub struct LimitArgs {
     /// Largest request body, in bytes (streamed to the upstream; a static site reads none).
     #[arg(long, env = "PUSHWISE_MAX_REQUEST_BODY", default_value_t = 8 * 1024 * 1024)]
     pub max_request_body: usize,
-    /// Seconds a request body may take to arrive whole; then 408 and the stream is closed.
-    #[arg(long, env = "PUSHWISE_REQUEST_BODY_TIMEOUT", default_value = "30", value_parser = positive)]
-    pub request_body_timeout: f64,
-    /// Seconds a response may wait for a client that stopped reading; then its stream is reset.
-    #[arg(long, env = "PUSHWISE_SEND_TIMEOUT", default_value = "30", value_parser = positive)]
-    pub send_timeout: f64,
-    /// Seconds a new connection has to finish its TLS handshake and HTTP/2 preface.
-    #[arg(long, env = "PUSHWISE_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = positive)]
-    pub handshake_timeout: f64,
+    /// How long a request body may take to arrive whole (seconds, or like 1m); then 408 and the
+    /// stream is closed.
+    #[arg(long, env = "PUSHWISE_REQUEST_BODY_TIMEOUT", default_value = "30", value_parser = positive_seconds)]
+    pub request_body_timeout: Duration,
+    /// How long a response may wait for a client that stopped reading (seconds, or like 1m);
+    /// then its stream is reset.
+    #[arg(long, env = "PUSHWISE_SEND_TIMEOUT", default_value = "30", value_parser = positive_seconds)]
+    pub send_timeout: Duration,
+    /// How long a new connection has to finish its TLS handshake and HTTP/2 preface (seconds).
+    #[arg(long, env = "PUSHWISE_HANDSHAKE_TIMEOUT", default_value = "10", value_parser = positive_seconds)]
+    pub handshake_timeout: Duration,
     /// HTTP/2 streams a client may reset before they are handled, per connection, before the
     /// connection is closed with ENHANCE_YOUR_CALM (the rapid-reset defence, CVE-2023-44487).
     #[arg(long, env = "PUSHWISE_MAX_PENDING_RESETS", default_value_t = 20)]
@@ -228,9 +272,10 @@ pub struct LimitArgs {
     /// more wait, up to --upstream-timeout, then get 503.
     #[arg(long, env = "PUSHWISE_UPSTREAM_MAX_CONNECTIONS", default_value = "256")]
     pub upstream_max_connections: NonZeroUsize,
-    /// Seconds the --upstream has to answer a request (headers), waiting for a connection included.
-    #[arg(long, env = "PUSHWISE_UPSTREAM_TIMEOUT", default_value = "30", value_parser = positive)]
-    pub upstream_timeout: f64,
+    /// How long the --upstream has to answer a request (headers), waiting for a connection
+    /// included (seconds, or like 1m).
+    #[arg(long, env = "PUSHWISE_UPSTREAM_TIMEOUT", default_value = "30", value_parser = positive_seconds)]
+    pub upstream_timeout: Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,12 +288,13 @@ pub enum PushModeArg {
 /// How requests are attributed and how fast old evidence fades.
 #[derive(Args, Debug, Clone)]
 pub struct LearnArgs {
-    /// An asset with no usable Referer belongs to the latest page view on its connection this recent (seconds).
-    #[arg(long, env = "PUSHWISE_WINDOW_SECS", default_value = "10", value_parser = positive)]
-    pub window_secs: f64,
-    /// Evidence loses half its weight every this many hours.
-    #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value = "168", value_parser = positive)]
-    pub half_life_hours: f64,
+    /// An asset with no usable Referer belongs to the latest page view on its connection this
+    /// recent: seconds, or a duration like 1500ms.
+    #[arg(long, env = "PUSHWISE_WINDOW_SECS", default_value = "10", value_parser = positive_seconds)]
+    pub window_secs: Duration,
+    /// Evidence loses half its weight this often: hours, or a duration like 3d.
+    #[arg(long, env = "PUSHWISE_HALF_LIFE_HOURS", default_value = "168", value_parser = positive_hours)]
+    pub half_life_hours: Duration,
 }
 
 /// A network (`10.0.0.0/8`) or one address (`10.0.0.7`).
@@ -259,11 +305,67 @@ fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("must be an address or a CIDR network like 10.0.0.0/8, got {s:?}"))
 }
 
-/// A number greater than zero (and finite).
-fn positive(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("must be a number greater than 0, got {s:?}")),
+/// A duration given as a bare number of `unit`s (`30`, `0.5`) or with its unit (`30s`, `500ms`,
+/// `5m`, `2h`, `7d`, as humantime reads them).
+fn duration(s: &str, unit: Duration, unit_name: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(v * unit.as_secs_f64()).map_err(|_| {
+            format!("must be a number of {unit_name} (0 or more) or a duration like 30s, got {s:?}")
+        });
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!(
+            "must be a number of {unit_name} or a duration like 30s, 500ms or 5m, got {s:?} ({e})"
+        )
+    })
+}
+
+/// Seconds (a bare number) or a duration; 0 allowed.
+fn seconds(s: &str) -> Result<Duration, String> {
+    duration(s, Duration::from_secs(1), "seconds")
+}
+
+/// Milliseconds (a bare number) or a duration; 0 allowed.
+fn millis(s: &str) -> Result<Duration, String> {
+    duration(s, Duration::from_millis(1), "milliseconds")
+}
+
+fn non_zero(d: Duration, s: &str) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err(format!("must be more than 0, got {s:?}"))
+    } else {
+        Ok(d)
+    }
+}
+
+/// Seconds (a bare number) or a duration, more than zero.
+fn positive_seconds(s: &str) -> Result<Duration, String> {
+    non_zero(seconds(s)?, s)
+}
+
+/// Hours (a bare number) or a duration, more than zero.
+fn positive_hours(s: &str) -> Result<Duration, String> {
+    non_zero(duration(s, Duration::from_secs(3600), "hours")?, s)
+}
+
+/// `HOST:PORT` (an address or a name, resolved now: the first address it has), `[V6]:PORT`, or
+/// a bare `PORT` meaning every interface.
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address")),
+        Err(e) => Err(format!(
+            "must be HOST:PORT (like 127.0.0.1:8443 or localhost:8443) or a bare PORT, got {s:?} ({e})"
+        )),
     }
 }
 
@@ -271,8 +373,12 @@ impl LearnArgs {
     /// The learner's parameters; both values are positive by their parsers.
     pub fn params(&self) -> LearnParams {
         LearnParams {
-            window_ms: ((self.window_secs * 1000.0) as i64).max(1),
-            half_life_ms: ((self.half_life_hours * 3_600_000.0) as i64).max(1),
+            window_ms: i64::try_from(self.window_secs.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1),
+            half_life_ms: i64::try_from(self.half_life_hours.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1),
             ..Default::default()
         }
     }
@@ -288,9 +394,9 @@ pub struct AnalyzeArgs {
     /// takes the time of reading every event once, in bounded memory, with a progress bar.
     #[arg(long, conflicts_with = "once")]
     pub rebuild: bool,
-    /// Seconds between passes when not --once.
-    #[arg(long, default_value_t = 60)]
-    pub every: u64,
+    /// Time between passes when not --once: seconds, or a duration like 5m.
+    #[arg(long, default_value = "60", value_parser = positive_seconds)]
+    pub every: Duration,
     /// Print the pass summary as JSON (events read, page views counted, watermark, duration...).
     #[arg(long)]
     pub json: bool,
@@ -300,28 +406,64 @@ pub struct AnalyzeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SetsCmd {
-    /// One row per page: views, set size, bytes, generation.
+    /// One row per page: browser views, the page-wide set and each context's set, bytes.
+    #[command(
+        after_long_help = "Examples:\n  pushwise sets list\n  pushwise sets list --json | jq '.[0]'"
+    )]
     List {
+        /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Every candidate asset of a page, in or out of its set, and why.
+    /// Every candidate asset of a page, in or out of its set, and why; its pins and bans.
+    #[command(
+        after_long_help = "Examples:\n  pushwise sets show /\n  pushwise sets show section:/blog/ --json"
+    )]
     Show {
-        /// The page path, e.g. /blog/.
+        /// The page path, e.g. /blog/ (or a section key, section:/blog/).
         page: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pins and bans in force, for every page or one.
+    #[command(after_long_help = "Examples:\n  pushwise sets pins\n  pushwise sets pins / --json")]
+    Pins {
+        /// Only this page's.
+        page: Option<String>,
+        /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Always push ASSET with PAGE (takes effect at the next analyzer pass).
-    Pin { page: String, asset: String },
+    #[command(after_long_help = "Example:\n  pushwise sets pin / /css/site.css")]
+    Pin {
+        /// The page path, e.g. /.
+        page: String,
+        /// The asset's path on this site, e.g. /css/site.css (never another origin's URL).
+        asset: String,
+    },
     /// Never push ASSET with PAGE (takes effect at the next analyzer pass).
-    Ban { page: String, asset: String },
+    #[command(after_long_help = "Example:\n  pushwise sets ban / /img/huge-hero.jpg")]
+    Ban {
+        /// The page path, e.g. /.
+        page: String,
+        /// The asset's path on this site, e.g. /img/hero.jpg.
+        asset: String,
+    },
     /// Remove a pin or ban.
-    Unpin { page: String, asset: String },
+    #[command(after_long_help = "Example:\n  pushwise sets unpin / /css/site.css")]
+    Unpin {
+        /// The page path, e.g. /.
+        page: String,
+        /// The asset whose pin or ban to remove.
+        asset: String,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
+    /// Print the whole report (every threshold scored, the recommendation) as JSON.
     #[arg(long)]
     pub json: bool,
     /// Write an SVG chart of precision, recall and waste against the threshold.
@@ -356,8 +498,13 @@ pub enum ObjectiveArg {
 #[derive(Subcommand, Debug)]
 pub enum ThresholdCmd {
     /// Set the probability threshold (0..1), globally or for one page.
+    #[command(
+        after_long_help = "Examples:\n  pushwise threshold set 0.4 --min-support 10\n  pushwise threshold set 0.8 --page /slides/"
+    )]
     Set {
+        /// The least P(asset | page) an asset needs to be pushed, between 0 and 1.
         value: Probability,
+        /// Set it for this page only (a path like /blog/); without it, globally.
         #[arg(long)]
         page: Option<String>,
         /// Also set the minimum number of page views backing an estimate (and a page or section
@@ -372,12 +519,20 @@ pub enum ThresholdCmd {
         max_bytes: Option<MaxBytes>,
     },
     /// Show the thresholds in force.
+    #[command(
+        after_long_help = "Examples:\n  pushwise threshold show\n  pushwise threshold show --json"
+    )]
     Show {
+        /// Print JSON (the built-in defaults and every setting) instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Remove a page override (or, without --page, the global setting).
+    #[command(
+        after_long_help = "Examples:\n  pushwise threshold clear --page /slides/\n  pushwise threshold clear"
+    )]
     Clear {
+        /// The page whose override to remove; without it, the global setting goes.
         #[arg(long)]
         page: Option<String>,
     },
@@ -388,6 +543,8 @@ pub struct ImportArgs {
     /// Log files (plain or .gz); - reads standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// The log's line format: combined (nginx's and Apache's default, with Referer and
+    /// User-Agent) or common (without them).
     #[arg(long, value_enum, default_value_t = FormatArg::Combined)]
     pub format: FormatArg,
     /// The site's own host names (repeatable): Referers on them are same-site, others external.
@@ -399,6 +556,7 @@ pub struct ImportArgs {
     /// Extensions that are pages (besides paths ending in / or without extension).
     #[arg(long, value_delimiter = ',', default_value = "html,htm,php")]
     pub page_ext: Vec<String>,
+    /// Print one JSON report per file (lines, imported, skipped by reason) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -411,9 +569,10 @@ pub enum FormatArg {
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// The page path requested.
-    #[arg(long, required_unless_present = "batch")]
+    /// The page path requested (or give --batch FILE for many requests).
+    #[arg(long)]
     pub page: Option<String>,
+    /// The request's User-Agent (default: none, which plans as a non-browser).
     #[arg(long)]
     pub user_agent: Option<String>,
     /// The Referer the request carries (relative, or absolute on one of --host).
@@ -427,27 +586,39 @@ pub struct PlanArgs {
     /// section-context, section, not-browser or none).
     #[arg(long, conflicts_with = "page")]
     pub batch: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum DigestCmd {
-    /// Encode absolute URLs into a digest value.
+    /// Encode absolute URLs into a digest value (none gives the empty digest).
+    #[command(
+        after_long_help = "Examples:\n  pushwise digest encode https://example.com/css/site.css https://example.com/js/app.js\n  pushwise digest encode -p 8"
+    )]
     Encode {
         /// log2 of the inverse false-positive rate (7 = 1/128).
-        #[arg(long = "p", default_value_t = 7, value_parser = clap::value_parser!(u8).range(1..=31))]
+        #[arg(short = 'p', long = "probability-bits", alias = "p", default_value_t = 7,
+              value_parser = clap::value_parser!(u8).range(1..=31))]
         p: u8,
         /// Absolute URLs (https://host/path) the client has; none gives the empty digest.
         urls: Vec<String>,
+        /// Print JSON (the value, its parameters, the number of URLs) instead of the value alone.
         #[arg(long)]
         json: bool,
     },
     /// Decode a digest value; with --url, test whether each URL is in it.
+    #[command(
+        after_long_help = "Examples:\n  pushwise digest decode AfdA\n  pushwise digest decode AfdA --url https://example.com/a.css"
+    )]
     Decode {
+        /// The digest, as a cookie or Cache-Digest header carries it (base64url).
         value: String,
+        /// An absolute URL (https://host/path) to test for (repeatable).
         #[arg(long = "url")]
         urls: Vec<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -464,11 +635,170 @@ pub struct DemoArgs {
     /// Directory of the example site.
     #[arg(long, default_value = "examples/site")]
     pub site: PathBuf,
+    /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The global --db, when given: the demo writes its learned database there (it must not
+    /// exist) instead of its temporary directory. Set by `main`, not parsed here.
+    #[arg(skip)]
+    pub db: Option<PathBuf>,
+    /// Keep the demo's temporary directory (its database, logs and certificate) and print
+    /// where it is; by default it is removed at the end.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Parses the command line and the `PUSHWISE_*` environment into validated settings, or exits
+/// with a usage error (status 2) that names the flag or the variable at fault.
+pub fn parse() -> Cli {
+    let cmd = match with_environment(Cli::command(), &|k| std::env::var_os(k)) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            std::process::exit(2);
+        }
+    };
+    let matches = cmd.get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Demo(d) = &mut cli.command {
+        // The demo honours --db only when given: its default is a temporary directory.
+        let given = [Some(&matches), matches.subcommand_matches("demo")]
+            .into_iter()
+            .flatten()
+            .any(|m| {
+                matches!(
+                    m.value_source("db"),
+                    Some(
+                        clap::parser::ValueSource::CommandLine
+                            | clap::parser::ValueSource::EnvVariable
+                    )
+                )
+            });
+        d.db = given.then(|| cli.global.db.clone());
+    }
+    cli
+}
+
+/// Old names of environment variables, still read when the new one is unset.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("PUSHWISE_HOST", "PUSHWISE_HOSTS"),
+    ("PUSHWISE_TRUSTED_PROXY", "PUSHWISE_TRUSTED_PROXIES"),
+];
+
+/// Applies the environment rules clap does not have, to every argument with an `env`, in every
+/// subcommand: an empty value counts as unset (as shells and container platforms write it); a
+/// flag's variable takes 1/0, true/false, yes/no, on/off; an old variable name is still read;
+/// and a value the flag's own parser refuses is reported naming the variable, not a flag the
+/// user never typed.
+fn with_environment(
+    mut cmd: clap::Command,
+    var: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<clap::Command, Vec<String>> {
+    let mut errors = Vec::new();
+    let ids: Vec<(clap::Id, String)> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let env = a.get_env()?.to_str()?.to_string();
+            Some((a.get_id().clone(), env))
+        })
+        .collect();
+    for (id, env) in ids {
+        let name = ENV_ALIASES
+            .iter()
+            .find(|(new, old)| *new == env && var(new).is_none() && var(old).is_some())
+            .map_or(env.clone(), |(_, old)| (*old).to_string());
+        let value = var(&name);
+        let empty = value.as_ref().is_some_and(|v| v.is_empty());
+        cmd = cmd.mut_arg(&id, |a| {
+            let a = if matches!(a.get_action(), ArgAction::SetTrue) {
+                a.value_parser(clap::builder::BoolishValueParser::new())
+            } else {
+                a
+            };
+            if empty {
+                a.env(None)
+            } else {
+                a.env(name.clone())
+            }
+        });
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == &id)
+            .expect("the argument just changed");
+        let long = arg.get_long().map_or(id.to_string(), |l| format!("--{l}"));
+        let refused = if matches!(arg.get_action(), ArgAction::SetTrue) {
+            clap::builder::TypedValueParser::parse_ref(
+                &clap::builder::BoolishValueParser::new(),
+                &cmd,
+                None,
+                &value,
+            )
+            .err()
+            .map(|_| "expected 1/0, true/false, yes/no or on/off".to_string())
+        } else {
+            // The flag's own parser, as if the value had been typed: `--flag=VALUE`.
+            let mut typed = std::ffi::OsString::from(format!("{long}="));
+            typed.push(&value);
+            clap::Command::new("pushwise")
+                .no_binary_name(true)
+                .arg(arg.clone().env(None).required(false))
+                .try_get_matches_from([typed])
+                .err()
+                .map(|e| clap_reason(&e))
+        };
+        if let Some(why) = refused {
+            errors.push(format!(
+                "environment variable {name}={:?} (for {long}): {why}",
+                value.to_string_lossy()
+            ));
+        }
+    }
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for s in subs {
+        let sub = cmd
+            .find_subcommand(&s)
+            .expect("a listed subcommand")
+            .clone();
+        match with_environment(sub, var) {
+            Ok(sub) => cmd = cmd.mut_subcommand(&s, |_| sub),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(cmd)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The reason in a clap value error, without clap's "error:" prefix and usage hints.
+fn clap_reason(e: &clap::Error) -> String {
+    if let Some(src) = std::error::Error::source(e) {
+        return src.to_string();
+    }
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or("invalid value")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 pub struct LogGuard;
+
+/// Colour codes only for a person at a terminal: never into a file or a pipe (where they are
+/// garbage), and never when `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour_on_stderr(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
 
 pub fn init_tracing(g: &Global) -> LogGuard {
     use tracing_subscriber::EnvFilter;
@@ -476,10 +806,244 @@ pub fn init_tracing(g: &Global) -> LogGuard {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
     LogGuard
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn all_commands(cmd: &clap::Command) -> Vec<(String, clap::Command)> {
+        let mut out = vec![(cmd.get_name().to_string(), cmd.clone())];
+        for s in cmd.get_subcommands() {
+            for (name, c) in all_commands(s) {
+                out.push((format!("{} {name}", cmd.get_name()), c));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_and_argument_explains_itself_and_every_command_has_an_example() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        for (name, c) in all_commands(&cmd) {
+            if name.split(' ').any(|w| w == "help") {
+                continue;
+            }
+            assert!(c.get_about().is_some(), "`{name}` has no description");
+            if c.get_subcommands().next().is_none() && name != "pushwise" {
+                let ex = c
+                    .get_after_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    ex.starts_with("Example") && ex.contains("pushwise "),
+                    "`{name}`'s long help ends with no example"
+                );
+            }
+            for a in c.get_arguments() {
+                if matches!(a.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    a.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`{name}`: argument {} has no help text",
+                    a.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_environment_variable_is_pushwise_and_the_flag_name() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let mut checked = 0;
+        for a in serve.get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let want = format!("PUSHWISE_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                a.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "serve --{long} should read {want}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 30, "{checked}");
+    }
+
+    fn parse_with(env: &[(&str, &str)], args: &[&str]) -> Result<Cli, Vec<String>> {
+        let vars: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let cmd = with_environment(Cli::command(), &|k| vars.get(k).cloned())?;
+        // The real process environment is not the one under test: clap reads env vars itself,
+        // so the test only uses variables no process sets and checks what clap saw by name.
+        let m = cmd
+            .try_get_matches_from(std::iter::once("pushwise").chain(args.iter().copied()))
+            .map_err(|e| vec![e.to_string()])?;
+        Cli::from_arg_matches(&m).map_err(|e| vec![e.to_string()])
+    }
+
+    #[test]
+    fn environment_values_are_refused_naming_the_variable() {
+        let e = parse_with(
+            &[("PUSHWISE_NO_RECORD", "maybe")],
+            &["serve", "--root", "."],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("PUSHWISE_NO_RECORD=\"maybe\"") && e[0].contains("yes/no"),
+            "{e:?}"
+        );
+        let e = parse_with(&[("PUSHWISE_HOLDOUT", "-0.1")], &["serve", "--root", "."])
+            .err()
+            .unwrap();
+        assert!(
+            e[0].contains("PUSHWISE_HOLDOUT") && e[0].contains("between 0 and 1"),
+            "{e:?}"
+        );
+        let e = parse_with(
+            &[("PUSHWISE_IDLE_TIMEOUT", "soon")],
+            &["serve", "--root", "."],
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e[0].contains("PUSHWISE_IDLE_TIMEOUT") && e[0].contains("--idle-timeout"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn boolean_environment_values_take_what_shells_write_and_empty_is_unset() {
+        for (v, want) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("true", true),
+            ("0", false),
+            ("no", false),
+            ("off", false),
+        ] {
+            // Checked through the prepared definition: the variable's value parser accepts it.
+            let cmd = with_environment(Cli::command(), &|k| {
+                (k == "PUSHWISE_NO_RECORD").then(|| OsString::from(v))
+            })
+            .unwrap();
+            let serve = cmd.find_subcommand("serve").unwrap();
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some("no-record"))
+                .unwrap();
+            let parsed = clap::builder::TypedValueParser::parse_ref(
+                &clap::builder::BoolishValueParser::new(),
+                serve,
+                Some(arg),
+                std::ffi::OsStr::new(v),
+            )
+            .unwrap();
+            assert_eq!(parsed, want, "{v}");
+        }
+        // Empty: as if unset (the default applies, no error).
+        let cmd = with_environment(Cli::command(), &|k| {
+            (k == "PUSHWISE_NO_RECORD" || k == "PUSHWISE_LISTEN").then(OsString::new)
+        })
+        .unwrap();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        for long in ["no-record", "listen"] {
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap();
+            assert!(arg.get_env().is_none(), "empty {long} variable still read");
+        }
+    }
+
+    #[test]
+    fn an_old_variable_name_is_read_when_the_new_one_is_unset() {
+        let cmd = with_environment(Cli::command(), &|k| {
+            (k == "PUSHWISE_HOSTS").then(|| OsString::from("a.example,b.example"))
+        })
+        .unwrap();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some("host"))
+            .unwrap();
+        assert_eq!(arg.get_env().unwrap(), "PUSHWISE_HOSTS");
+    }
+
+    #[test]
+    fn durations_take_a_bare_number_in_the_flags_unit_or_a_unit_of_their_own() {
+        assert_eq!(seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(millis("200"), Ok(Duration::from_millis(200)));
+        assert_eq!(millis("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(positive_hours("168"), Ok(Duration::from_secs(168 * 3600)));
+        assert_eq!(positive_hours("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        for bad in ["-1", "soon", "", "1 fortnight", "inf", "NaN"] {
+            assert!(seconds(bad).is_err(), "{bad:?}");
+        }
+        assert!(positive_seconds("0").unwrap_err().contains("more than 0"));
+    }
+
+    #[test]
+    fn listen_takes_a_bare_port_a_host_name_or_an_address() {
+        assert_eq!(
+            listen_addr("8443").unwrap(),
+            "0.0.0.0:8443".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("[::1]:8443").unwrap(),
+            "[::1]:8443".parse().unwrap()
+        );
+        assert!(listen_addr("localhost:8443").unwrap().ip().is_loopback());
+        for bad in ["", "localhost", "127.0.0.1:99999", "no such host:1"] {
+            let e = listen_addr(bad).unwrap_err();
+            assert!(e.contains("HOST:PORT"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn colour_only_at_a_terminal_and_never_with_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_on_stderr(true, None));
+        assert!(colour_on_stderr(true, Some(OsStr::new(""))));
+        assert!(!colour_on_stderr(true, Some(OsStr::new("1"))));
+        assert!(!colour_on_stderr(false, None));
+    }
 }

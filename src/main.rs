@@ -9,12 +9,10 @@ mod signal;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::Command;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     let _log_guard = cli::init_tracing(&args.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,9 +64,12 @@ async fn run_command(db: &std::path::Path, command: Command) -> anyhow::Result<(
 /// (`pushwise sets list | head` is success, as in ripgrep), 2 for a value the user gave that a
 /// library refused (as clap does for a bad flag), 1 for everything else.
 fn exit_code(e: &anyhow::Error) -> ExitCode {
+    // serde_json's error does not return its io::Error from `source()`: ask it for the kind.
     let closed_pipe = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     });
     if closed_pipe {
         return ExitCode::SUCCESS;
@@ -119,8 +120,23 @@ mod tests {
         let refused = anyhow::Error::new(pushwise_store::rows::Probability::new(2.0).unwrap_err())
             .context("applying the recommendation");
         assert_eq!(exit_code(&refused), ExitCode::from(2));
+        let json_pipe = serde_json::to_writer(ClosedPipe, &[1, 2, 3]).unwrap_err();
+        assert_eq!(
+            exit_code(&anyhow::Error::new(json_pipe).context("writing JSON")),
+            ExitCode::SUCCESS
+        );
         let other = anyhow::anyhow!("disk full");
         assert_eq!(exit_code(&other), ExitCode::FAILURE);
+    }
+
+    struct ClosedPipe;
+    impl std::io::Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[derive(Debug)]

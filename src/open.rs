@@ -11,9 +11,22 @@ static OPENED: std::sync::Mutex<Vec<Store>> = std::sync::Mutex::new(Vec::new());
 
 /// Opens (creating if missing) the store for a command that writes it.
 pub async fn open_store(db: &Path) -> anyhow::Result<Store> {
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let store = match Store::open(db).await {
+        Ok(s) => s,
+        Err(e) if e.is_unwritable() => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot open the database {} for writing: it, or its directory (where SQLite \
+                 keeps the -wal file), is read-only; inspecting commands (sets list, plan, ...) \
+                 still work",
+                db.display()
+            )));
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot open the database {}", db.display()))
+            );
+        }
+    };
     OPENED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -34,8 +47,28 @@ pub async fn close_all() {
     }
 }
 
-/// Opens a store that must already exist (inspecting commands should not create empty ones).
+/// Opens a store that must already exist, for a command that changes it (a setting in a database
+/// nothing records into would be lost: such commands never create one).
 pub async fn open_existing(db: &Path) -> anyhow::Result<Store> {
+    ensure_exists(db)?;
+    open_store(db).await
+}
+
+/// Opens an existing store for a command that only reads it: read-only, never migrated, nothing
+/// written to the file or beside it (so it works on a database the user may only read).
+pub async fn open_inspect(db: &Path) -> anyhow::Result<Store> {
+    ensure_exists(db)?;
+    let store = Store::open_read_only(db)
+        .await
+        .with_context(|| format!("cannot read the database {}", db.display()))?;
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(store.clone());
+    Ok(store)
+}
+
+fn ensure_exists(db: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         db.exists(),
         "no database at {} (create it with `{} serve` or `{} import`, or pass --db / PUSHWISE_DB)",
@@ -43,7 +76,7 @@ pub async fn open_existing(db: &Path) -> anyhow::Result<Store> {
         crate::output::pushwise_db(db),
         crate::output::pushwise_db(db)
     );
-    open_store(db).await
+    Ok(())
 }
 
 /// The newest generation of push sets, or an error saying how to make one.

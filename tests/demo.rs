@@ -7,7 +7,15 @@ use common::*;
 
 #[test]
 fn the_fast_demo_learns_shared_assets_and_push_is_not_slower() {
+    // Its own TMPDIR, to see that the demo removes its temporary directory; --db to keep what it
+    // learned where asked.
+    let tmp = tempfile::tempdir().unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let learned_db = kept.path().join("learned.db");
     let o = std::process::Command::new(bin())
+        .env("TMPDIR", tmp.path())
+        .arg("--db")
+        .arg(&learned_db)
         .args([
             "demo",
             "--fast",
@@ -64,11 +72,21 @@ fn the_fast_demo_learns_shared_assets_and_push_is_not_slower() {
     assert_eq!(repeat["pushed_wasted"], 0);
     // The demo's servers are gone: no process still has its database open.
     let db = r["database"].as_str().unwrap();
+    assert_eq!(db, learned_db.to_str().unwrap(), "--db is honoured");
+    assert!(r["directory"].is_null(), "{r}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
+    let o = std::process::Command::new(bin())
+        .arg("--db")
+        .arg(&learned_db)
+        .args(["sets", "show", "/"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd);
             assert!(!cmd.contains(db), "left running: {cmd}");
         }
     }
-    let _ = std::fs::remove_dir_all(std::path::Path::new(db).parent().unwrap());
 }

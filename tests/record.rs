@@ -204,52 +204,58 @@ impl Drop for Immutable {
 }
 
 #[test]
-fn a_read_only_database_file_keeps_the_server_answering_200() {
-    // Tests run as root, where file modes do not stop writes: the immutable attribute does.
-    let mut s = Server::start(&["--root", site().to_str().unwrap(), "--analyze-every", "0"]);
-    nghttp(&[&s.url("/")]);
-    assert_eq!(s.stop(), 0);
-    let db = s.db.clone();
+fn a_database_that_stops_taking_writes_keeps_the_server_answering_and_loses_no_event() {
+    // Tests run as root, where file modes do not stop writes: the immutable attribute does. The
+    // write-ahead log is where SQLite writes while serving, so that is the file made unwritable.
+    let mut s = serve_site(&["--batch-interval-ms", "20"]);
+    assert!(nghttp(&[&s.url("/")]).contains(":status: 200"));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut wal = s.db.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    assert!(wal.exists(), "the server writes through a -wal file");
     let st = Command::new("chattr")
         .arg("+i")
-        .arg(&db)
+        .arg(&wal)
         .status()
         .expect("chattr (e2fsprogs)");
     assert!(
         st.success(),
         "chattr +i failed: the test needs a file system with the immutable attribute"
     );
-    let _guard = Immutable(db.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let mut s2 = Server::start_with_db(
-        &[
-            "--root",
-            site().to_str().unwrap(),
-            "--analyze-every",
-            "0",
-            "--batch-interval-ms",
-            "20",
-        ],
-        dir,
-        db.clone(),
-    );
-    for p in ["/", "/about.html", "/css/site.css"] {
-        assert!(nghttp(&[&s2.url(p)]).contains(":status: 200"), "{p}");
+    let guard = Immutable(wal.clone());
+    for p in ["/about.html", "/css/site.css", "/products.html"] {
+        assert!(nghttp(&[&s.url(p)]).contains(":status: 200"), "{p}");
     }
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        s2.stderr().contains("cannot write to the database"),
+        s.stderr().contains("cannot write to the database"),
         "{}",
-        s2.stderr()
+        s.stderr()
     );
+    // Writable again: the kept events go in with the next retry.
+    drop(guard);
+    assert!(nghttp(&[&s.url("/blog/")]).contains(":status: 200"));
     let started = Instant::now();
-    assert_eq!(s2.stop(), 0);
+    assert_eq!(s.stop(), 0);
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "shutdown hung on the read-only database"
+        "shutdown hung after the database refused writes"
     );
-    // The events recorded before are intact.
-    assert_eq!(events(&db).iter().filter(|e| e.path == "/").count(), 1);
+    let paths: Vec<String> = events(&s.db).into_iter().map(|e| e.path).collect();
+    for p in [
+        "/",
+        "/about.html",
+        "/css/site.css",
+        "/products.html",
+        "/blog/",
+    ] {
+        assert_eq!(
+            paths.iter().filter(|x| *x == p).count(),
+            1,
+            "{p} recorded exactly once: {paths:?}"
+        );
+    }
 }
 
 #[test]

@@ -358,3 +358,41 @@ fn garbage_and_plain_http_on_the_tls_port_are_refused_and_serving_goes_on() {
     let _ = o;
     assert!(nghttp(&[&s.url("/")]).contains(":status: 200"));
 }
+
+#[test]
+fn responses_carry_a_date_over_both_protocols() {
+    let s = serve_site(&["--no-record"]);
+    let h2 = nghttp(&[&s.url("/"), &s.url("/nope.html")]);
+    let dates: Vec<&str> = h2
+        .lines()
+        .filter_map(|l| {
+            l.split_once("recv (stream_id=13) date: ")
+                .map(|(_, d)| d.trim())
+        })
+        .collect();
+    assert_eq!(dates.len(), 1, "{h2}");
+    assert!(
+        h2.lines().any(|l| l.contains("recv (stream_id=15) date: ")),
+        "a 404 carries one too: {h2}"
+    );
+    let o = run(
+        "curl",
+        &[
+            "-sk",
+            "--http1.1",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &s.url("/"),
+        ],
+    );
+    let h1 = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
+    assert!(h1.contains("\ndate: "), "{h1}");
+    // An IMF-fixdate ("Fri, 04 Dec 2026 03:44:00 GMT") of about now.
+    assert!(
+        dates[0].ends_with(" GMT") && dates[0].len() == 29,
+        "{}",
+        dates[0]
+    );
+}

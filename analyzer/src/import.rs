@@ -30,6 +30,33 @@ pub enum LogFormat {
     Common,
 }
 
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Combined => "combined",
+            LogFormat::Common => "common",
+        }
+    }
+
+    /// The other format, tried on rejected lines to tell the user which one the log is in.
+    fn other(self) -> LogFormat {
+        match self {
+            LogFormat::Combined => LogFormat::Common,
+            LogFormat::Common => LogFormat::Combined,
+        }
+    }
+
+    /// What a line of this format looks like, for error messages.
+    pub fn shape(self) -> &'static str {
+        match self {
+            LogFormat::Combined => {
+                r#"IP - USER [DATE] "METHOD PATH PROTOCOL" STATUS BYTES "REFERER" "USER-AGENT""#
+            }
+            LogFormat::Common => r#"IP - USER [DATE] "METHOD PATH PROTOCOL" STATUS BYTES"#,
+        }
+    }
+}
+
 /// One parsed log line, borrowing from the input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine<'a> {
@@ -223,6 +250,12 @@ pub struct ImportReport {
     pub skipped: BTreeMap<SkipReason, u64>,
     /// Line numbers and reasons of the first few skipped lines.
     pub first_skipped: Vec<(u64, SkipReason)>,
+    /// The first skipped line itself (at most 200 characters, control characters escaped), so
+    /// the user sees what was refused.
+    pub first_rejected: Option<String>,
+    /// Skipped lines that parse in the other format (`--format common` for a combined import):
+    /// the log is probably in that one.
+    pub other_format_lines: u64,
 }
 
 impl ImportReport {
@@ -267,6 +300,14 @@ pub async fn import_reader<R: Read>(
                 if report.first_skipped.len() < 5 {
                     report.first_skipped.push((line_no, reason));
                 }
+                if report.first_rejected.is_none() && reason != SkipReason::Empty {
+                    report.first_rejected = Some(shown_line(&buf));
+                }
+                if std::str::from_utf8(&buf)
+                    .is_ok_and(|s| parse_line(s, opts.format.other()).is_ok())
+                {
+                    report.other_format_lines += 1;
+                }
             }
             Ok(l) => batch.push(event_of(&l, &keyer, opts, &hosts, (fingerprint, line_no))),
         }
@@ -285,6 +326,39 @@ pub async fn import_reader<R: Read>(
     // Every line is in: the learner may close this log's sessions instead of waiting for more.
     store.mark_source_done(fingerprint).await?;
     Ok(report)
+}
+
+/// A rejected line as the user should see it: at most 200 characters, lossy UTF-8, control
+/// characters (a terminal's escape sequences among them) escaped.
+fn shown_line(buf: &[u8]) -> String {
+    let text = String::from_utf8_lossy(buf);
+    let text = text.trim_end_matches(['\n', '\r']);
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if text.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Where the first block of a stream shows it is binary (a program, an image, a database), which
+/// would otherwise be "read" as thousands of garbage lines: a zero byte in its first line, or
+/// zero bytes throughout (compressed data has one in 256). A log with a corrupt line or two
+/// further on is text: those lines are skipped as "not text", the rest imported.
+fn binary_at(head: &[u8]) -> Option<usize> {
+    let first_line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let first_zero = head.iter().position(|&b| b == 0)?;
+    let zeros = head.iter().filter(|&&b| b == 0).count();
+    (first_zero < first_line || (zeros >= 8 && zeros * 1000 > head.len())).then_some(first_zero)
 }
 
 /// The lines of a log stream, gunzipped when it is gzip (sniffed by its magic bytes, whatever the
@@ -310,6 +384,11 @@ fn open_lines<'r, R: Read + 'r>(
     };
     let fingerprint = {
         let head = lines.fill_buf()?;
+        if let Some(at) = binary_at(&head[..head.len().min(64 * 1024)]) {
+            return Err(Error::invalid(format!(
+                "this is not a text access log: it holds binary data (a zero byte at offset {at})"
+            )));
+        }
         let head = &head[..head.len().min(64 * 1024)];
         let h = Sha256::digest(head);
         i64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
@@ -412,6 +491,28 @@ fn read_line_capped(r: &mut dyn BufRead, buf: &mut Vec<u8>, cap: usize) -> std::
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
+}
+
+#[cfg(test)]
+mod binary_tests {
+    use super::binary_at;
+
+    #[test]
+    fn binary_files_are_told_from_logs_with_a_corrupt_line() {
+        assert_eq!(binary_at(b"\x7fELF\x02\x01\x01\x00\x00"), Some(7));
+        assert_eq!(binary_at(b"SQLite format 3\x00\x10\x00"), Some(15));
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(std::iter::repeat_n([0u8, 0, 0, 13, b'I', b'H'], 40).flatten());
+        assert!(binary_at(&png).is_some());
+        let mut log =
+            b"1.2.3.4 - - [10/Oct/2026:13:55:36 +0000] \"GET / HTTP/1.1\" 200 1\n".repeat(50);
+        log.extend(b"\x00\x01 corrupt\n");
+        log.extend(
+            b"1.2.3.4 - - [10/Oct/2026:13:55:36 +0000] \"GET / HTTP/1.1\" 200 1\n".repeat(50),
+        );
+        assert_eq!(binary_at(&log), None);
+        assert_eq!(binary_at(b"plain text\n"), None);
+    }
 }
 
 #[cfg(test)]

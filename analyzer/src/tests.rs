@@ -47,6 +47,7 @@ impl Ev {
             holdout: false,
             source: 0,
             fetch: true,
+            head: false,
         });
         self
     }

@@ -119,7 +119,8 @@ async fn connection(
     } else {
         crate::h1::serve(Arc::clone(&shared), Arc::clone(&conn), tls, cancel).await;
     }
-    tracing::info!(
+    // DEBUG: a line per connection is noise at production rates (metrics count connections).
+    tracing::debug!(
         conn = id,
         protocol = if is_h2 { "h2" } else { "http/1.1" },
         requests = conn.requests.load(Ordering::Relaxed),

@@ -125,7 +125,8 @@ pub struct Config {
     /// Streams a client may reset before the server has handled them, per connection, before it
     /// gets GOAWAY ENHANCE_YOUR_CALM: the HTTP/2 rapid-reset defence (CVE-2023-44487).
     pub max_pending_resets: usize,
-    /// Write a combined-format access-log line per request through tracing.
+    /// An access log is written ([`crate::config::Settings::access_log`]): keep the raw Referer
+    /// and User-Agent of each request for its line.
     pub access_log: bool,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of pushwise).
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -173,6 +174,8 @@ pub struct Settings {
     pub reload_every: Duration,
     /// Events older than this are deleted, hourly. `None`: keep everything.
     pub retention: Option<Duration>,
+    /// Write an access log here (`--access-log`); `config.access_log` must be set with it.
+    pub access_log: Option<crate::access_log::AccessLogTarget>,
     /// Serve Prometheus metrics on this listener (bound by the caller, so it can print the address).
     pub metrics_listener: Option<tokio::net::TcpListener>,
 }

@@ -177,8 +177,8 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             .metrics
             .request_duration
             .observe(req.started.elapsed().as_secs_f64());
-        if shared.config.access_log {
-            access_log_line(&req, &resp, bytes);
+        if let Some(log) = &shared.access_log {
+            log.log(access_log_line(&req, &resp, bytes));
         }
     }
     if let Some(rec) = &shared.recorder {
@@ -236,15 +236,20 @@ pub fn record_skips(shared: &Shared, page: &ReqInfo, skipped_digest: &[String], 
 }
 
 /// A combined-format line (with the client key instead of the IP), re-importable by `pushwise import`.
-fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) {
+fn access_log_line(req: &ReqInfo, resp: &RespInfo, bytes: u64) -> String {
     let q = |s: &Option<String>| log_escape(s.as_deref().unwrap_or("-"));
-    tracing::info!(
-        target: "pushwise::access",
+    format!(
         "{:016x} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
-        req.client, pushwise_store::time::format_clf_date(req.ts_ms, 0), req.method, req.path,
-        req.protocol.version(), resp.status, bytes,
-        q(&req.raw_referer), q(&req.user_agent)
-    );
+        req.client,
+        pushwise_store::time::format_clf_date(req.ts_ms, 0),
+        req.method,
+        req.path,
+        req.protocol.version(),
+        resp.status,
+        bytes,
+        q(&req.raw_referer),
+        q(&req.user_agent)
+    )
 }
 
 /// A header value as an access-log field: `"`, `\\` and control characters escaped (`\\xHH`), so a

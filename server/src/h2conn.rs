@@ -422,7 +422,8 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
     let mut info = RespInfo::of(&parts, false);
     info.push = PushMark::Pushed;
     let end = body.is_end_stream();
-    let resp = Response::from_parts(parts, ());
+    let mut resp = Response::from_parts(parts, ());
+    crate::date::set(resp.headers_mut());
     let mut send = match stream.send_response(resp, end) {
         Ok(s) => s,
         Err(_) => {
@@ -473,7 +474,8 @@ async fn send(
     rinfo.holdout = plan.is_some_and(|p| p.holdout);
     let body = RecordingBody::wrap(Arc::clone(shared), info, rinfo, body);
     let end = body.is_end_stream();
-    let head = Response::from_parts(parts, ());
+    let mut head = Response::from_parts(parts, ());
+    crate::date::set(head.headers_mut());
     let mut stream = match respond.send_response(head, end) {
         Ok(s) => s,
         Err(_) => return, // stream reset by the client; the body drop records it

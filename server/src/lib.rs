@@ -6,10 +6,12 @@
 //! depends on the analyzer: it does not compute probabilities, it serves what was learned.
 
 mod accept;
+pub mod access_log;
 mod batch_thread;
 pub mod body;
 pub mod config;
 mod conn;
+mod date;
 pub mod digest;
 mod error;
 mod exchange;

@@ -189,6 +189,7 @@ pub struct Metrics {
     pub digests: Family<DigestLabels, Counter>,
     pub recorder_written: Counter,
     pub recorder_dropped: Counter,
+    pub access_log_dropped: Counter,
     pub recorder_failed_batches: Counter,
     pub recorder_queue_depth: Gauge,
     pub analyzer_runs: Counter,
@@ -273,6 +274,12 @@ impl Metrics {
             "recorder_events_dropped",
             "Events dropped because the queue was full or the database refused them too long",
             recorder_dropped.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        r.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer fell behind (the request was served)",
+            access_log_dropped.clone(),
         );
         let recorder_failed_batches = Counter::default();
         r.register(
@@ -359,6 +366,7 @@ impl Metrics {
             digests,
             recorder_written,
             recorder_dropped,
+            access_log_dropped,
             recorder_failed_batches,
             recorder_queue_depth,
             analyzer_runs,

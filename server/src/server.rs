@@ -61,10 +61,22 @@ impl Server {
                 (Some(r), Some(t))
             }
         };
+        let access_log = match &settings.access_log {
+            Some(t) => Some(crate::access_log::AccessLog::start(
+                t,
+                metrics.access_log_dropped.clone(),
+            )?),
+            None => None,
+        };
+        let mut config = settings.config;
+        config.access_log = access_log.is_some();
         let shared = Arc::new(Shared::new(
-            settings.config,
+            config,
             settings.origin,
-            recorder,
+            crate::shared::Outputs {
+                recorder,
+                access_log,
+            },
             keyer,
             sets,
             metrics,
@@ -99,6 +111,16 @@ impl Server {
         bg.cancel();
         for t in tasks {
             let _ = t.await;
+        }
+        if self.shared.access_log.is_some() {
+            // Every line of a served request is in the file before `run` returns.
+            let shared = Arc::clone(&self.shared);
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(l) = &shared.access_log {
+                    l.sync(Duration::from_secs(5));
+                }
+            })
+            .await;
         }
         if let Some(t) = self.recorder_task.take() {
             t.drain().await;

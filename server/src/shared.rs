@@ -16,6 +16,7 @@ pub struct Shared {
     pub config: Config,
     pub origin: Origin,
     pub recorder: Option<Recorder>,
+    pub access_log: Option<crate::access_log::AccessLog>,
     pub keyer: ClientKeyer,
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
@@ -27,11 +28,21 @@ pub struct Shared {
     next_conn: AtomicU64,
 }
 
+/// Where each served request is written down: the recorder (events for learning) and the
+/// access log (lines for people and `pushwise import`); either may be off.
+pub(crate) struct Outputs {
+    pub recorder: Option<Recorder>,
+    pub access_log: Option<crate::access_log::AccessLog>,
+}
+
 impl Shared {
     pub(crate) fn new(
         config: Config,
         origin: Origin,
-        recorder: Option<Recorder>,
+        Outputs {
+            recorder,
+            access_log,
+        }: Outputs,
         keyer: ClientKeyer,
         sets: Arc<PushSets>,
         metrics: Arc<Metrics>,
@@ -43,6 +54,7 @@ impl Shared {
             config,
             origin,
             recorder,
+            access_log,
             keyer,
             sets,
             metrics,

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use pushwise_analyzer::{PassReport, rebuild, run_pass};
@@ -37,7 +36,7 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(a.every.max(1))) => {}
+            _ = tokio::time::sleep(a.every) => {}
             _ = shutdown_signal() => return Ok(()),
         }
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, ensure};
 
 use crate::cli::BackupArgs;
-use crate::open::open_existing;
+use crate::open::open_inspect;
 use crate::output::out;
 
 pub async fn run(db: &Path, a: BackupArgs) -> anyhow::Result<()> {
@@ -15,7 +15,7 @@ pub async fn run(db: &Path, a: BackupArgs) -> anyhow::Result<()> {
         "{} exists: a backup never overwrites a file (remove it or choose another name)",
         a.dest.display()
     );
-    let store = open_existing(db).await?;
+    let store = open_inspect(db).await?;
     store
         .backup(&a.dest)
         .await

@@ -11,20 +11,19 @@ use crate::output::{out, print_json};
 pub fn run(c: DigestCmd) -> anyhow::Result<()> {
     match c {
         DigestCmd::Encode { p, urls, json } => {
-            for u in &urls {
-                if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    bail!("{u:?} is not an absolute URL (digests key on https://host/path)");
-                }
-            }
+            absolute(&urls)?;
             let d = CacheDigest::from_urls(urls.iter().map(|u| (u.as_str(), None)), p);
             if json {
-                return print_json(
-                    &serde_json::json!({"value": d.encode(), "urls": urls.len(), "log2_n": d.log2_n(), "log2_p": d.log2_p()}),
-                );
+                // The same keys as `decode --json`: `entries` counts, `urls` lists.
+                return print_json(&serde_json::json!({
+                    "value": d.encode(), "entries": urls.len(), "urls": urls,
+                    "log2_n": d.log2_n(), "log2_p": d.log2_p(),
+                }));
             }
             writeln!(out(), "{}", d.encode())?;
         }
         DigestCmd::Decode { value, urls, json } => {
+            absolute(&urls)?;
             let Some(d) = CacheDigest::decode(&value) else {
                 bail!("not a valid cache digest (a server treats it as no digest)");
             };
@@ -34,7 +33,7 @@ pub fn run(c: DigestCmd) -> anyhow::Result<()> {
                 .collect();
             if json {
                 return print_json(&serde_json::json!({
-                    "log2_n": d.log2_n(), "log2_p": d.log2_p(), "values": d.len(),
+                    "log2_n": d.log2_n(), "log2_p": d.log2_p(), "entries": d.len(),
                     "false_positive_rate": 1.0 / f64::from(1u32 << d.log2_p()),
                     "urls": checks.iter().map(|(u, c)| serde_json::json!({"url": u, "present": c})).collect::<Vec<_>>(),
                 }));
@@ -42,14 +41,33 @@ pub fn run(c: DigestCmd) -> anyhow::Result<()> {
             let mut o = out();
             writeln!(
                 o,
-                "{} entries, N = 2^{}, false-positive rate 1/{}",
+                "{} {}, N = 2^{}, false-positive rate 1/{}",
                 d.len(),
+                if d.len() == 1 { "entry" } else { "entries" },
                 d.log2_n(),
                 1u64 << d.log2_p()
             )?;
             for (u, present) in checks {
                 writeln!(o, "{} {u}", if present { "present" } else { "absent " })?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Digests key on absolute URLs: a relative one would never match (decode would say "absent"
+/// whatever the digest holds), so both directions refuse it alike.
+fn absolute(urls: &[String]) -> anyhow::Result<()> {
+    for u in urls {
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            bail!(
+                "{u:?} is not an absolute URL: digests key on the full URL, like https://example.com{}",
+                if u.starts_with('/') {
+                    u.as_str()
+                } else {
+                    "/css/site.css"
+                }
+            );
         }
     }
     Ok(())

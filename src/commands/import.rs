@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use pushwise_analyzer::import::{ImportOptions, ImportReport, LogFormat, PageRule, import_reader};
+use pushwise_analyzer::import::{
+    ImportOptions, ImportReport, LogFormat, PageRule, SkipReason, import_reader,
+};
 use serde::Serialize;
 
 use crate::cli::{FormatArg, ImportArgs};
@@ -51,7 +53,8 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
                 lines_per_second: r.lines as f64 / s.max(1e-9),
             })
             .collect();
-        return print_json(&js);
+        print_json(&js)?;
+        return nothing_imported(&reports, opts.format);
     }
     let mut o = out();
     for (f, r, secs) in &reports {
@@ -70,6 +73,58 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
         }
         for (line, reason) in &r.first_skipped {
             writeln!(o, "  line {line}: {}", reason.as_str())?;
+        }
+        if let Some(text) = &r.first_rejected {
+            writeln!(o, "  first skipped line: {text}")?;
+        }
+        if let Some(hint) = other_format_hint(r, opts.format) {
+            writeln!(o, "  {hint}")?;
+        }
+    }
+    drop(o);
+    nothing_imported(&reports, opts.format)
+}
+
+/// "try --format X" when most skipped lines parse in the other format.
+fn other_format_hint(r: &ImportReport, format: LogFormat) -> Option<String> {
+    let other = match format {
+        LogFormat::Combined => LogFormat::Common,
+        LogFormat::Common => LogFormat::Combined,
+    };
+    let skipped = r.skipped_total() - r.skipped.get(&SkipReason::Empty).copied().unwrap_or(0);
+    (r.other_format_lines > 0 && r.other_format_lines * 2 >= skipped).then(|| {
+        format!(
+            "{} of the skipped lines are in the {} format: try --format {}",
+            r.other_format_lines,
+            other.as_str(),
+            other.as_str()
+        )
+    })
+}
+
+/// An error when a file with lines in it gave not one event (imported or already imported): the
+/// user pointed import at the wrong file or the wrong --format, and exit 0 would hide it.
+fn nothing_imported(
+    reports: &[(String, ImportReport, f64)],
+    format: LogFormat,
+) -> anyhow::Result<()> {
+    for (f, r, _) in reports {
+        let empty = r.skipped.get(&SkipReason::Empty).copied().unwrap_or(0);
+        if r.imported + r.duplicates == 0 && r.skipped_total() > empty {
+            let mut msg = format!(
+                "nothing imported from {f}: none of its {} lines is an access-log line in the {} \
+                 format ({})",
+                r.lines,
+                format.as_str(),
+                format.shape()
+            );
+            if let Some(text) = &r.first_rejected {
+                msg.push_str(&format!("; the first one reads: {text}"));
+            }
+            if let Some(hint) = other_format_hint(r, format) {
+                msg.push_str(&format!("; {hint}"));
+            }
+            anyhow::bail!(msg);
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `pushwise plan`: what the server would push or hint for a request (or a batch of them), and why.
 
 use std::io::{BufRead, Write};
+
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -8,7 +9,7 @@ use pushwise_store::PushSets;
 use pushwise_store::sets::request_context;
 
 use crate::cli::PlanArgs;
-use crate::open::open_existing;
+use crate::open::open_inspect;
 use crate::output::{out, page_arg, print_json, table};
 
 #[derive(serde::Deserialize)]
@@ -21,7 +22,13 @@ struct PlanLine {
 }
 
 pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
-    let store = open_existing(db).await?;
+    if a.page.is_none() && a.batch.is_none() {
+        anyhow::bail!(
+            "give --page PATH for one request, or --batch FILE (- for stdin) for many, one JSON \
+             line each"
+        );
+    }
+    let store = open_inspect(db).await?;
     let sets = PushSets::new();
     sets.reload_if_newer(&store).await?;
     let hosts: Vec<&str> = a.hosts.iter().map(String::as_str).collect();
@@ -65,6 +72,10 @@ pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
 
 /// Answers one JSON request per input line with `{"push": [...], "context": ..., "level": ...}`:
 /// the set, the request context it was classified into and the back-off level that decided.
+///
+/// Every input line gets exactly one output line, in order (a blank or malformed one gets
+/// `{"error": ..., "line": N}`), so outputs can be zipped with inputs; the command fails at the
+/// end if any line did.
 fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyhow::Result<()> {
     let input: Box<dyn BufRead> = if batch.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -75,13 +86,30 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         ))
     };
     let mut o = std::io::BufWriter::new(out());
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let l: PlanLine = serde_json::from_str(&line)
-            .with_context(|| format!("line {}: not a plan request", i + 1))?;
+    let mut failed = 0u64;
+    for (i, line) in input.split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("reading {}", batch.display()))?;
+        let parsed = std::str::from_utf8(&line)
+            .map_err(|_| "not UTF-8 text".to_string())
+            .and_then(|text| {
+                if text.trim().is_empty() {
+                    Err("empty line: expected {\"page\": ...}".to_string())
+                } else {
+                    serde_json::from_str::<PlanLine>(text).map_err(|e| e.to_string())
+                }
+            });
+        let l = match parsed {
+            Ok(l) => l,
+            Err(e) => {
+                failed += 1;
+                serde_json::to_writer(
+                    &mut o,
+                    &serde_json::json!({"error": format!("not a plan request: {e}"), "line": i + 1}),
+                )?;
+                o.write_all(b"\n")?;
+                continue;
+            }
+        };
         let ctx = request_context(l.user_agent.as_deref(), l.referer.as_deref(), hosts);
         let d = sets.decide(&page_arg(&l.page), ctx);
         serde_json::to_writer(
@@ -95,5 +123,12 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         o.write_all(b"\n")?;
     }
     o.flush()?;
+    drop(o);
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} line(s) of {} were not plan requests (answered with an \"error\" object each)",
+            batch.display()
+        );
+    }
     Ok(())
 }

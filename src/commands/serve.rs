@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use pushwise_analyzer::{LearnParams, run_pass};
+use pushwise_server::access_log::AccessLogTarget;
 use pushwise_server::metrics::Metrics;
 use pushwise_server::origin::{Origin, files::StaticFiles, upstream::Upstream};
 use pushwise_server::recorder::RecorderConfig;
@@ -44,15 +45,15 @@ fn config(a: &ServeArgs) -> Config {
         digest_max_age: max_age(&a.cache_control_assets).unwrap_or(3600),
         push_budget_bytes: a.push_budget_bytes,
         max_concurrent_streams: a.max_concurrent_streams,
-        idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
-        shutdown_grace: Duration::from_secs(a.shutdown_grace),
-        access_log: a.access_log,
+        idle_timeout: a.idle_timeout,
+        shutdown_grace: a.shutdown_grace,
+        access_log: a.access_log.is_some(),
         max_connections: a.limits.max_connections,
         max_streams: a.limits.max_streams,
         max_request_body: a.limits.max_request_body,
-        request_body_timeout: Duration::from_secs_f64(a.limits.request_body_timeout),
-        send_timeout: Duration::from_secs_f64(a.limits.send_timeout),
-        handshake_timeout: Duration::from_secs_f64(a.limits.handshake_timeout),
+        request_body_timeout: a.limits.request_body_timeout,
+        send_timeout: a.limits.send_timeout,
+        handshake_timeout: a.limits.handshake_timeout,
         max_pending_resets: a.limits.max_pending_resets,
         trusted_proxies: a.trusted_proxies.clone(),
         ..Config::default()
@@ -79,7 +80,7 @@ fn origin(a: &ServeArgs) -> anyhow::Result<Origin> {
                 .with_context(|| format!("--upstream {up:?} is not a URL"))?;
             Origin::Upstream(Upstream::new(
                 uri,
-                Duration::from_secs_f64(a.limits.upstream_timeout),
+                a.limits.upstream_timeout,
                 a.limits.upstream_max_connections,
             )?)
         }
@@ -99,18 +100,25 @@ fn tls_config(a: &ServeArgs) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     })
 }
 
-/// Opens the database for serving: read-write if possible; read-only if the file exists but
-/// cannot be written (the server keeps serving and counts failed batches); else an error.
-async fn open_for_serving(db: &Path) -> anyhow::Result<Store> {
+/// Opens the database for serving, after the listeners are bound (a start that fails on its port
+/// leaves no database behind). Read-write, creating it if missing; with `--read-only-db`, an
+/// existing pushwise database read-only. A database that cannot be written is refused with its
+/// reason: serving without recording is a choice the operator makes with `--read-only-db`.
+async fn open_for_serving(db: &Path, read_only: bool) -> anyhow::Result<Store> {
+    if read_only {
+        return Store::open_read_only(db)
+            .await
+            .with_context(|| format!("--read-only-db: cannot read the database {}", db.display()));
+    }
+    let existed = db.exists();
     match Store::open(db).await {
         Ok(s) => Ok(s),
-        Err(e) if db.exists() => {
-            tracing::error!(error = %e, db = %db.display(),
-                "database is not writable: serving anyway, recording will fail until it is");
-            Store::open_read_only(db)
-                .await
-                .with_context(|| format!("cannot open the database {} at all", db.display()))
-        }
+        Err(e) if e.is_foreign() => Err(e.into()),
+        Err(e) if existed => Err(anyhow::Error::new(e).context(format!(
+            "cannot open the database {} for recording (to serve from a database this process \
+             may only read, without recording or learning, pass --read-only-db)",
+            db.display()
+        ))),
         Err(e) => Err(e).with_context(|| format!("cannot create the database {}", db.display())),
     }
 }
@@ -121,18 +129,19 @@ pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
         config: config(&a),
         origin: origin(&a)?,
         tls: tls_config(&a)?,
-        recorder: (!a.no_record).then(|| RecorderConfig {
+        recorder: (!a.no_record && !a.read_only_db).then(|| RecorderConfig {
             queue: a.queue_size,
             batch: a.batch_size,
-            interval: Duration::from_millis(a.batch_interval_ms.max(1)),
+            interval: a.batch_interval_ms.max(Duration::from_millis(1)),
             nice: a.recorder_nice,
             ..Default::default()
         }),
-        reload_every: Duration::from_millis(a.reload_every_ms.max(50)),
-        retention: Some(Duration::from_secs(u64::from(a.retention_days) * 86_400)),
+        reload_every: a.reload_every_ms.max(Duration::from_millis(50)),
+        retention: (!a.read_only_db)
+            .then(|| Duration::from_secs(u64::from(a.retention_days) * 86_400)),
         metrics_listener: None,
+        access_log: a.access_log.as_deref().map(AccessLogTarget::parse),
     };
-    let store = open_for_serving(db).await?;
     let listener = TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -145,16 +154,17 @@ pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
         metrics_line = Some(format!("metrics on http://{}/metrics", l.local_addr()?));
         settings.metrics_listener = Some(l);
     }
+    let store = open_for_serving(db, a.read_only_db).await?;
     let server = Server::new(settings, store.clone())
         .await
         .context("cannot start the recorder")?;
     let stop_analyzer = CancellationToken::new();
-    let analyzer = (a.analyze_every > 0 && !store.is_read_only()).then(|| {
+    let analyzer = (!a.analyze_every.is_zero() && !store.is_read_only()).then(|| {
         tokio::spawn(analyze_loop(
             store.clone(),
             learn_params,
             server.metrics(),
-            Duration::from_secs(a.analyze_every),
+            a.analyze_every,
             stop_analyzer.clone(),
         ))
     });

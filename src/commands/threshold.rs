@@ -8,7 +8,7 @@ use pushwise_store::rows::ThresholdUpdate;
 use serde::Serialize;
 
 use crate::cli::ThresholdCmd;
-use crate::open::open_existing;
+use crate::open::{open_existing, open_inspect};
 use crate::output::{out, page_arg, print_json, table};
 
 pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
@@ -42,7 +42,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             )?;
         }
         ThresholdCmd::Show { json } => {
-            let store = open_existing(db).await?;
+            let store = open_inspect(db).await?;
             let rows = store.thresholds().await?;
             let d = SelectParams::default();
             if json {

@@ -9,11 +9,16 @@ use pushwise_store::Store;
 use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability, ThresholdUpdate};
 
 use crate::cli::{ObjectiveArg, TuneArgs};
-use crate::open::open_existing;
+use crate::open::{open_existing, open_inspect};
 use crate::output::{out, print_json, pushwise_db, table};
 
 pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
-    let store = open_existing(db).await?;
+    // Scoring only reads; only --apply writes (the one setting it stores).
+    let store = if a.apply {
+        open_existing(db).await?
+    } else {
+        open_inspect(db).await?
+    };
     let lp = a.learn.params();
     let objective = match a.objective {
         ObjectiveArg::F1 => Objective::F1,

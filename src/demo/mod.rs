@@ -45,11 +45,27 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     if site.pages.is_empty() {
         bail!("no .html pages under {}", a.site.display());
     }
-    let dir = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix("pushwise-demo-")
-        .tempdir()?
-        .keep();
-    let db = dir.join("pushwise.db");
+        .tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    // Removed at the end (when `tmp` drops) unless --keep; --db puts the learned database where
+    // the user wants it, kept whatever happens to the directory.
+    let db = match &a.db {
+        Some(db) if db.exists() => bail!(
+            "demo --db {}: that file exists; the demo writes a fresh database (remove it or \
+             choose another path)",
+            db.display()
+        ),
+        Some(db) => db.clone(),
+        None => dir.join("pushwise.db"),
+    };
+    // `_removed_at_end` deletes the directory when `run` returns (any way it returns).
+    let (kept, _removed_at_end) = if a.keep {
+        (Some(tmp.keep()), None)
+    } else {
+        (None, Some(tmp))
+    };
     let (visits, runs) = if a.fast { (150, 3) } else { (500, 6) };
     let quiet = a.json;
     let cert = CertFiles::create(&dir)?;
@@ -100,7 +116,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     oracle_srv.stop();
 
     let r = DemoReport {
-        database: db.clone(),
+        database: (kept.is_some() || a.db.is_some()).then(|| db.clone()),
+        directory: kept,
         rtt_ms: a.rtt_ms,
         visits,
         page_views,

@@ -13,7 +13,10 @@ use crate::output::{out, print_json, table};
 
 #[derive(Serialize)]
 pub struct DemoReport {
-    pub database: PathBuf,
+    /// The learned database, when it outlives the demo (`--db`, or `--keep`).
+    pub database: Option<PathBuf>,
+    /// The demo's working directory, when kept (`--keep`).
+    pub directory: Option<PathBuf>,
     pub rtt_ms: u64,
     pub visits: usize,
     pub page_views: usize,
@@ -45,6 +48,14 @@ pub async fn print(
     }
     {
         let mut o = out();
+        writeln!(
+            o,
+            "push: the server sends a page's assets before the browser asks for them. Early Hints \
+             (103): it names them first so the browser fetches them early (what Chrome and \
+             Firefox use).\noracle: a set of exactly what each page needs, the best any learner \
+             could do. digest: a compact list of what the browser has cached, so nothing is sent \
+             twice.\n"
+        )?;
         writeln!(
             o,
             "pushwise demo: {} visits ({} page views) to {site}, learned generation {}\n",
@@ -122,7 +133,22 @@ fn explore_hint(o: &mut impl Write, r: &DemoReport) -> anyhow::Result<()> {
                 .map(|r| format!("./{}", r.display()))
         })
         .unwrap_or_else(|| "pushwise".to_string());
-    let db = r.database.display();
+    if let Some(d) = &r.directory {
+        writeln!(
+            o,
+            "\nthe demo's directory is kept at {} (--keep)",
+            d.display()
+        )?;
+    }
+    let Some(db) = &r.database else {
+        writeln!(
+            o,
+            "\nthe demo's temporary directory is removed; run `pushwise demo --keep` (or \
+             `pushwise --db FILE demo`) to explore what it learned"
+        )?;
+        return Ok(());
+    };
+    let db = db.display();
     writeln!(o, "\nthe database is kept at {db}; explore it with:")?;
     for cmd in [
         "sets list",

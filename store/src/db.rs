@@ -6,12 +6,12 @@
 
 mod compact;
 mod gen_doc;
+mod identity;
 mod learn;
 mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -25,6 +25,7 @@ use crate::rows::{
     PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
 };
 use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
+pub use identity::APPLICATION_ID;
 pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
 pub use writer::EventWriter;
 
@@ -60,10 +61,16 @@ fn create_private(path: &Path) {
 }
 
 impl Store {
-    /// Opens (creating if missing) the SQLite database at `path` and applies the migrations.
+    /// Opens (creating if missing) the SQLite database at `path` for reading and writing, applies
+    /// the migrations and stamps pushwise's application id.
+    ///
+    /// Refuses, before writing anything, a file that is not SQLite or is another application's
+    /// database (see `identity`), and a database it cannot write (the stamp is a real write, so
+    /// a read-only file fails here with the database's own reason, not later in the recorder).
     ///
     /// WAL + `synchronous=NORMAL`: a crash loses at most the last transaction, never corrupts.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        identity::identify(path).await?;
         create_private(path);
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -77,7 +84,20 @@ impl Store {
             .min_connections(1)
             .connect_with(opts)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        let ready = async {
+            MIGRATOR.run(&pool).await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "PRAGMA application_id = {}",
+                identity::APPLICATION_ID
+            )))
+            .execute(&pool)
+            .await?;
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = ready.await {
+            pool.close().await;
+            return Err(e);
+        }
         Ok(Store {
             pool,
             path: path.to_path_buf(),
@@ -86,15 +106,29 @@ impl Store {
         })
     }
 
-    /// Opens an existing database without writing to it (no migrations, no WAL switch).
+    /// Opens an existing pushwise database without writing to it or beside it: no migration, no
+    /// WAL switch, no `-shm` file left behind (see `identity::read_only_options`). Refuses a
+    /// missing file, one that is not pushwise's, and a schema other than this build's.
     ///
-    /// Used when the file exists but cannot be written: the server keeps serving and reading
-    /// push sets while its recorder counts failed batches.
+    /// Used by the inspecting commands and by `serve --read-only-db`.
     pub async fn open_read_only(path: &Path) -> Result<Store, Error> {
-        let url = format!("sqlite://{}", path.display());
-        let opts = SqliteConnectOptions::from_str(&url)?
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(2));
+        match identity::identify(path).await? {
+            identity::Found::Pushwise => {}
+            identity::Found::Missing => {
+                return Err(Error::invalid(format!("no database at {}", path.display())));
+            }
+            identity::Found::Blank => {
+                return Err(Error::invalid(format!(
+                    "{} is an empty database: nothing recorded or learned yet",
+                    path.display()
+                )));
+            }
+        }
+        let opts = identity::read_only_options(path);
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts).await?;
+        let checked = identity::check_schema(&mut conn, path).await;
+        let _ = sqlx::Connection::close(conn).await;
+        checked?;
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(opts)
@@ -543,14 +577,25 @@ impl Store {
             .collect()
     }
 
-    /// Pins, bans or clears (`None`) an asset for a page.
+    /// Whether `path` was ever recorded (as a request's path or a Referer's). Exact when false:
+    /// no event names a path the dictionary lacks.
+    pub async fn path_known(&self, path: &str) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT 1 FROM strings WHERE text = ?")
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Pins, bans or clears (`None`) an asset for a page. Returns false when there was nothing
+    /// to clear.
     pub async fn set_pin(
         &self,
         page: &str,
         asset: &str,
         action: Option<PinAction>,
-    ) -> Result<(), Error> {
-        match action {
+    ) -> Result<bool, Error> {
+        let done = match action {
             Some(a) => {
                 sqlx::query(
                     "INSERT INTO pins (page, asset, action) VALUES (?, ?, ?) \
@@ -560,17 +605,17 @@ impl Store {
                 .bind(asset)
                 .bind(a.as_str())
                 .execute(&self.pool)
-                .await?;
+                .await?
             }
             None => {
                 sqlx::query("DELETE FROM pins WHERE page = ? AND asset = ?")
                     .bind(page)
                     .bind(asset)
                     .execute(&self.pool)
-                    .await?;
+                    .await?
             }
-        }
-        Ok(())
+        };
+        Ok(done.rows_affected() > 0)
     }
 }
 

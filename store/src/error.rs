@@ -27,6 +27,9 @@ enum Kind {
     /// A request the store refuses as given (a backup over an existing file).
     #[error("{0}")]
     Invalid(String),
+    /// A file that is not pushwise's database (not SQLite, or another application's).
+    #[error("{0}")]
+    Foreign(String),
 }
 
 impl Error {
@@ -48,9 +51,42 @@ impl Error {
         }
     }
 
+    pub(crate) fn foreign(msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Foreign(msg.into()),
+        }
+    }
+
+    /// True when the file at the database path is not pushwise's (not SQLite, or another
+    /// application's): nothing was written to it.
+    pub fn is_foreign(&self) -> bool {
+        matches!(self.kind, Kind::Foreign(_))
+    }
+
+    /// True when SQLite could not write the database or create its `-wal` file beside it (a
+    /// read-only file, directory or mount).
+    pub fn is_unwritable(&self) -> bool {
+        match &self.kind {
+            Kind::Database(sqlx::Error::Database(d)) => {
+                matches!(d.code().as_deref(), Some("8" | "14"))
+            }
+            Kind::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))) => {
+                matches!(d.code().as_deref(), Some("8" | "14"))
+            }
+            Kind::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
+
     /// True when the error came from the database (locked, read-only, full, corrupt, migrations).
     pub fn is_database(&self) -> bool {
-        !matches!(self.kind, Kind::System(_) | Kind::Invalid(_))
+        !matches!(
+            self.kind,
+            Kind::System(_) | Kind::Invalid(_) | Kind::Foreign(_)
+        )
     }
 }
 

@@ -16,7 +16,10 @@ pub mod time;
 
 pub use client_key::ClientKeyer;
 pub use context::{Context, UaClass};
-pub use db::{AssetCount, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, Store, ViewCount};
+pub use db::{
+    APPLICATION_ID, AssetCount, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, Store,
+    ViewCount,
+};
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};
 pub use sets::PushSets;

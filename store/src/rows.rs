@@ -27,6 +27,8 @@ pub struct EventRow {
     pub source: i64,
     /// A GET or HEAD (see [`is_fetch`](crate::event::is_fetch)).
     pub fetch: bool,
+    /// A HEAD: its response has no body, so it says nothing about the asset's size.
+    pub head: bool,
 }
 
 impl EventRow {
@@ -74,8 +76,12 @@ impl AssetInfo {
         self.cacheable &= e.cacheable;
         if e.status == 200 {
             self.saw_ok = true;
-            self.bytes_sum += e.bytes.max(0);
-            self.bytes_n += 1;
+            // Sizes from full GET responses only: a HEAD (no body) or a 304 would shrink the
+            // typical size the byte cap and the push budget rely on.
+            if !e.head {
+                self.bytes_sum += e.bytes.max(0);
+                self.bytes_n += 1;
+            }
         }
         if e.status != 0 {
             self.last_status = e.status;
@@ -436,6 +442,37 @@ pub struct PinRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assets_typical_size_comes_from_full_get_responses_only() {
+        let row = |status: u16, bytes: i64, head: bool| EventRow {
+            id: 1,
+            ts_ms: 0,
+            client: 1,
+            conn_id: 1,
+            path: "/css/site.css".into(),
+            status,
+            bytes,
+            referer: None,
+            referer_external: false,
+            is_page: false,
+            browser: true,
+            cacheable: true,
+            push: 0,
+            holdout: false,
+            source: 0,
+            fetch: true,
+            head,
+        };
+        let mut info = AssetInfo::unseen();
+        info.add(&row(200, 5422, false));
+        info.add(&row(200, 0, true)); // HEAD: no body
+        info.add(&row(304, 0, false)); // revalidated: no body
+        info.add(&row(200, 5422, false));
+        assert_eq!(info.typical_bytes(), 5422);
+        assert!(info.saw_ok);
+        assert_eq!(info.last_status, 200);
+    }
 
     #[test]
     fn every_reason_name_parses_back_and_only_ok_and_pinned_are_in_the_set() {

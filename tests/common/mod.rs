@@ -156,6 +156,22 @@ pub fn pushwise(db: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs a `pushwise` subcommand against `db` that must fail; returns its stdout and stderr.
+pub fn pushwise_fails(db: &Path, args: &[&str]) -> String {
+    let o = Command::new(bin())
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "pushwise {args:?} succeeded: {}",
+        text(&o)
+    );
+    text(&o)
+}
+
 pub fn pushwise_json(db: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&pushwise(db, args)).unwrap()
 }

@@ -230,6 +230,7 @@ impl Store {
                         holdout: flags.holdout(),
                         source: source.unwrap_or(0),
                         fetch: dict.get(method).is_some_and(crate::event::is_fetch),
+                        head: dict.get(method) == Some("HEAD"),
                     })
                 },
             )
