@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throughput of pushwise against nginx (TLS + HTTP/2, same files, same machine, same run) with h2load.
+# Throughput of pushwise against nginx and h2o (TLS + HTTP/2, same files, same machine, same run)
+# with h2load.
 #
 #   bash bench/h2load.sh [seconds-per-run] [rounds]
 #
@@ -14,8 +15,8 @@ SECS=${1:-5}
 ROUNDS=${2:-3}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
-command -v h2load >/dev/null && command -v nginx >/dev/null || {
-  echo "needs h2load and nginx: apt-get install -y nghttp2-client nginx" >&2; exit 1; }
+command -v h2load >/dev/null && command -v nginx >/dev/null && command -v h2o >/dev/null || {
+  echo "needs h2load, nginx and h2o: apt-get install -y nghttp2-client nginx-light h2o" >&2; exit 1; }
 
 cargo build --release -q --bin pushwise
 BIN=target/release/pushwise
@@ -31,6 +32,8 @@ source bench/lib.sh
 bench_files "$WORK"
 NGINX_PORT=$(free_port)
 start_nginx "$WORK" "$WORK/www" "$WORK/cert.pem" "$WORK/key.pem" "$NGINX_PORT"
+H2O_PORT=$(free_port)
+start_h2o "$WORK" "$WORK/www" "$WORK/cert.pem" "$WORK/key.pem" "$H2O_PORT"
 
 start_pushwise() { # name, extra args...
   local name=$1; shift
@@ -73,8 +76,10 @@ best() { sort -g | tail -1; }
 declare -A R
 for r in $(seq "$ROUNDS"); do
   for target in "nginx_page https://127.0.0.1:$NGINX_PORT/page-10k.html" \
+                "h2o_page https://127.0.0.1:$H2O_PORT/page-10k.html" \
                 "pw_page https://127.0.0.1:$PW_PORT/page-10k.html" \
                 "nginx_asset https://127.0.0.1:$NGINX_PORT/asset-1k.css" \
+                "h2o_asset https://127.0.0.1:$H2O_PORT/asset-1k.css" \
                 "pw_asset https://127.0.0.1:$PW_PORT/asset-1k.css" \
                 "pwrec_page https://127.0.0.1:$PWREC_PORT/page-10k.html" \
                 "pw_home https://127.0.0.1:$PW_PORT/" \
@@ -91,13 +96,17 @@ echo
 echo "h2load -D $SECS -c $CONNS -m $STREAMS -t 2, best of $ROUNDS rounds, $(nproc) cores"
 printf '%-40s %12s\n' "case" "req/s"
 printf '%-40s %12s\n' "nginx 10 KB page" "$(b nginx_page)"
+printf '%-40s %12s\n' "h2o 10 KB page" "$(b h2o_page)"
 printf '%-40s %12s\n' "pushwise 10 KB page (--no-record)" "$(b pw_page)"
 printf '%-40s %12s\n' "nginx 1 KB asset" "$(b nginx_asset)"
+printf '%-40s %12s\n' "h2o 1 KB asset" "$(b h2o_asset)"
 printf '%-40s %12s\n' "pushwise 1 KB asset (--no-record)" "$(b pw_asset)"
 printf '%-40s %12s\n' "pushwise 10 KB page (recording on)" "$(b pwrec_page)"
 printf '%-40s %12s\n' "pushwise / without a push set" "$(b pw_home)"
 printf '%-40s %12s\n' "pushwise / pushing 6 assets" "$(b pwpush_home)"
 echo "ratio pushwise/nginx, 10 KB page: $(ratio "$(b pw_page)" "$(b nginx_page)")"
 echo "ratio pushwise/nginx, 1 KB asset: $(ratio "$(b pw_asset)" "$(b nginx_asset)")"
+echo "ratio pushwise/h2o, 10 KB page: $(ratio "$(b pw_page)" "$(b h2o_page)")"
+echo "ratio pushwise/h2o, 1 KB asset: $(ratio "$(b pw_asset)" "$(b h2o_asset)")"
 echo "recording on vs off, best of each (too noisy for a cost figure: use bench/record-cost.sh): $(python3 -c "print(f'{(1-$(b pwrec_page)/$(b pw_page))*100:.1f}%')")"
 echo "push path: page views/s pushing 6 assets vs no set: $(ratio "$(b pwpush_home)" "$(b pw_home)")"

@@ -47,3 +47,36 @@ PY
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/cert.pem" \
     -days 2 -subj "/CN=localhost" >/dev/null 2>&1
 }
+
+# start_h2o WORK ROOT CERT KEY PORT: writes WORK/h2o/h2o.conf and starts h2o (Debian's h2o 2.2) in
+# the background, one thread per core. As root h2o needs an unprivileged `user:`, which must be
+# able to read the files and the key: everything it serves is made world-readable here.
+start_h2o() {
+  local work=$1 root=$2 cert=$3 key=$4 port=$5
+  mkdir -p "$work/h2o"
+  local user_line=""
+  if [ "$(id -u)" = 0 ]; then
+    user_line="user: nobody"
+    chmod -R a+rX "$root"
+    chmod a+r "$cert" "$key"
+    chmod a+x "$work"
+  fi
+  cat > "$work/h2o/h2o.conf" <<H2O
+$user_line
+num-threads: $(nproc)
+pid-file: $work/h2o/h2o.pid
+error-log: $work/h2o/error.log
+hosts:
+  "localhost":
+    listen:
+      port: $port
+      host: 127.0.0.1
+      ssl:
+        certificate-file: $cert
+        key-file: $key
+    paths:
+      "/":
+        file.dir: $root
+H2O
+  h2o -c "$work/h2o/h2o.conf" >"$work/h2o/stdout" 2>&1 &
+}

@@ -4,6 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use pushwise_store::Context;
+use pushwise_store::rows::{AsType, NewGeneration, PageStat, Reason, SetRow};
+
 /// One page and what a browser fetches for it.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -77,6 +80,40 @@ impl SiteMap {
             pages,
             sizes,
         })
+    }
+
+    /// A generation whose page-wide set for each page is exactly its assets, in discovery order
+    /// (what an oracle that knows every page would push).
+    pub fn oracle_generation(&self) -> NewGeneration {
+        let mut g = NewGeneration {
+            created_ms: 1,
+            ..Default::default()
+        };
+        for p in &self.pages {
+            g.pages.push(PageStat {
+                page: p.path.clone(),
+                context: Context::PageWide,
+                views: 1,
+                weighted: 1.0,
+                uses_own: true,
+            });
+            for (i, asset) in p.all_assets().into_iter().enumerate() {
+                g.assets.push(SetRow {
+                    page: p.path.clone(),
+                    context: Context::PageWide,
+                    as_type: AsType::of(&asset),
+                    bytes: self.size(&asset) as i64,
+                    asset,
+                    probability: 1.0,
+                    support: 1,
+                    delay_ms: i as i64,
+                    in_set: true,
+                    position: i as i64,
+                    reason: Reason::Pinned,
+                });
+            }
+        }
+        g
     }
 
     pub fn page(&self, path: &str) -> Option<&Page> {

@@ -20,7 +20,6 @@ use pushwise_analyzer::{LearnParams, PassReport, run_pass};
 use pushwise_bench::loader::tls_trusting;
 use pushwise_bench::proxy::DelayProxy;
 use pushwise_bench::site::SiteMap;
-use pushwise_store::rows::{AsType, NewGeneration, PageStat, Reason, SetRow};
 use pushwise_store::time::now_ms;
 use pushwise_store::{Context, PushSets, Store};
 
@@ -170,34 +169,7 @@ async fn browser_entry_sets(store: &Store, site: &SiteMap) -> anyhow::Result<Vec
 /// A database whose one generation pushes every page's assets, in discovery order.
 async fn write_oracle(db: &Path, site: &SiteMap) -> anyhow::Result<()> {
     let oracle = Store::open(db).await?;
-    let mut g = NewGeneration {
-        created_ms: 1,
-        ..Default::default()
-    };
-    for p in &site.pages {
-        g.pages.push(PageStat {
-            page: p.path.clone(),
-            context: Context::PageWide,
-            views: 1,
-            weighted: 1.0,
-            uses_own: true,
-        });
-        for (i, asset) in p.all_assets().into_iter().enumerate() {
-            g.assets.push(SetRow {
-                page: p.path.clone(),
-                context: Context::PageWide,
-                as_type: AsType::of(&asset),
-                bytes: site.size(&asset) as i64,
-                asset,
-                probability: 1.0,
-                support: 1,
-                delay_ms: i as i64,
-                in_set: true,
-                position: i as i64,
-                reason: Reason::Pinned,
-            });
-        }
-    }
+    let g = site.oracle_generation();
     oracle.write_generation(&g).await?;
     oracle.close().await;
     Ok(())
