@@ -60,11 +60,11 @@ start_h2o() {
     chmod -R a+rX "$root"
     chmod a+r "$cert" "$key"
     chmod a+x "$work"
+    chmod a+rwx "$work/h2o"
   fi
   cat > "$work/h2o/h2o.conf" <<H2O
 $user_line
 num-threads: $(nproc)
-pid-file: $work/h2o/h2o.pid
 error-log: $work/h2o/error.log
 hosts:
   "localhost":
