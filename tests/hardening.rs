@@ -780,3 +780,61 @@ fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         events(&server.db).iter().map(|e| e.client).collect();
     assert_eq!(clients.len(), 2, "each forwarded client has its own key");
 }
+
+#[test]
+fn with_host_names_configured_other_hosts_are_served_but_never_pushed_hinted_or_recorded() {
+    let (dir, db) = temp_db();
+    prepare_sets(&db, &[("/", &["/css/site.css", "/js/app.js"])]);
+    let mut s = Server::start_with_db(
+        &[
+            "--root",
+            site().to_str().unwrap(),
+            "--host",
+            "example.com",
+            "--holdout",
+            "0",
+            "--analyze-every",
+            "0",
+            "--batch-interval-ms",
+            "20",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        dir,
+        db,
+    );
+    // By IP literal, as a scanner asks: served, nothing announced.
+    let out = nghttp(&[&s.url("/")]);
+    assert!(out.contains(":status: 200"), "{out}");
+    assert!(
+        promised_paths(&out).is_empty() && early_hint_links(&out).is_empty(),
+        "a foreign host got the site's set: {out}"
+    );
+    // By the site's name (any case, any port): the set goes out.
+    let out = nghttp(&["-H", ":authority: Example.COM:8443", &s.url("/about.html")]);
+    assert!(out.contains(":status: 200"), "{out}");
+    let out = nghttp(&["-H", ":authority: example.com", &s.url("/")]);
+    let mut sent = promised_paths(&out);
+    sent.extend(early_hint_links(&out));
+    assert!(
+        sent.iter().any(|p| p.contains("/css/site.css")),
+        "the configured host got nothing: {out}"
+    );
+    let metrics = run("curl", &["-s", s.metrics_url.as_deref().unwrap()]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("pushwise_foreign_host_requests_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(s.stop(), 0);
+    let recorded: Vec<String> = events(&s.db)
+        .into_iter()
+        .filter(|e| e.push == 0)
+        .map(|e| e.path)
+        .collect();
+    assert!(
+        recorded.iter().filter(|p| *p == "/").count() == 1
+            && recorded.contains(&"/about.html".to_string()),
+        "only the configured host's requests are recorded: {recorded:?}"
+    );
+}

@@ -241,12 +241,29 @@ mod tests {
         )
         .unwrap();
         let site = SlowSite::start(dir.clone(), Duration::from_millis(10)).unwrap();
+        // One whole response (head and body, which arrive in separate writes) on a kept-alive
+        // connection: read until the head's content-length is in.
         let get = |target: &str| {
             let mut c = TcpStream::connect(("127.0.0.1", site.port)).unwrap();
             write!(c, "GET {target} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-            let mut buf = vec![0u8; 8192];
-            let n = c.read(&mut buf).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        return text;
+                    }
+                }
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "closed mid-response: {text}");
+                got.extend_from_slice(&buf[..n]);
+            }
         };
         let page = get("/");
         assert!(

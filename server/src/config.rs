@@ -92,7 +92,9 @@ impl std::str::FromStr for CookieName {
 /// Everything the request path needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The site's own host names (besides the request's `:authority`), for Referer reduction.
+    /// The site's own host names (`--host`): absolute Referers on them are same-site, and when
+    /// any are given, only requests for them are pushed to, hinted or recorded
+    /// ([`Config::serves_host`]).
     pub hosts: Vec<String>,
     pub keep_query: bool,
     pub push_mode: PushMode,
@@ -180,9 +182,62 @@ pub struct Settings {
     pub metrics_listener: Option<tokio::net::TcpListener>,
 }
 
+impl Config {
+    /// Whether a request for `authority` (`host[:port]`) may be pushed to, hinted and learned
+    /// from: any host when no `--host` is configured, else only those. A request for another
+    /// name (a scanner's IP-literal Host, a domain pointed at the server by someone else) is
+    /// still served, but it neither receives this site's sets nor teaches them.
+    pub fn serves_host(&self, authority: &str) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    authority
+                }
+            }),
+        };
+        let host = host.trim_end_matches('.');
+        self.hosts
+            .iter()
+            .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_configured_host_names_are_served_sets_and_any_when_none_are() {
+        let mut c = Config::default();
+        assert!(c.serves_host("203.0.113.7:8443"));
+        c.hosts = vec!["example.com".into(), "www.example.com".into()];
+        for ok in [
+            "example.com",
+            "EXAMPLE.com:443",
+            "www.example.com.",
+            "example.com:8443",
+        ] {
+            assert!(c.serves_host(ok), "{ok}");
+        }
+        for no in [
+            "203.0.113.7:8443",
+            "[::1]:8443",
+            "evil.example",
+            "example.com.evil",
+            "",
+            ":443",
+        ] {
+            assert!(!c.serves_host(no), "{no}");
+        }
+        c.hosts = vec!["::1".into()];
+        assert!(c.serves_host("[::1]:8443"));
+    }
 
     #[test]
     fn shares_outside_zero_to_one_are_refused_with_the_range() {

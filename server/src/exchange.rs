@@ -34,6 +34,10 @@ pub struct ReqInfo {
     /// The raw headers, kept only for `--access-log` lines.
     pub user_agent: Option<String>,
     pub raw_referer: Option<String>,
+    /// For a host name not among `--host` ([`Config::serves_host`]): served, never recorded.
+    ///
+    /// [`Config::serves_host`]: crate::config::Config::serves_host
+    pub foreign_host: bool,
 }
 
 impl ReqInfo {
@@ -47,6 +51,10 @@ impl ReqInfo {
         protocol: Protocol,
     ) -> ReqInfo {
         let (headers, uri, client_ip) = (&parts.headers, &parts.uri, conn.client_ip);
+        let foreign_host = !shared.config.serves_host(authority);
+        if foreign_host {
+            shared.metrics.foreign_host_requests.inc();
+        }
         let ua = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
@@ -85,6 +93,7 @@ impl ReqInfo {
             raw_referer: raw_ref
                 .filter(|_| shared.config.access_log)
                 .map(String::from),
+            foreign_host,
         }
     }
 }
@@ -181,7 +190,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             log.log(access_log_line(&req, &resp, bytes));
         }
     }
-    if let Some(rec) = &shared.recorder {
+    if let Some(rec) = shared.recorder.as_ref().filter(|_| !req.foreign_host) {
         rec.record(Event {
             ts_ms: req.ts_ms,
             client: req.client,

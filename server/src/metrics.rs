@@ -190,6 +190,7 @@ pub struct Metrics {
     pub recorder_written: Counter,
     pub recorder_dropped: Counter,
     pub access_log_dropped: Counter,
+    pub foreign_host_requests: Counter,
     pub recorder_failed_batches: Counter,
     pub recorder_queue_depth: Gauge,
     pub analyzer_runs: Counter,
@@ -281,6 +282,12 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind (the request was served)",
             access_log_dropped.clone(),
         );
+        let foreign_host_requests = Counter::default();
+        r.register(
+            "foreign_host_requests",
+            "Requests for a host name not among --host: served, never pushed, hinted or recorded",
+            foreign_host_requests.clone(),
+        );
         let recorder_failed_batches = Counter::default();
         r.register(
             "recorder_failed_batches",
@@ -367,6 +374,7 @@ impl Metrics {
             recorder_written,
             recorder_dropped,
             access_log_dropped,
+            foreign_host_requests,
             recorder_failed_batches,
             recorder_queue_depth,
             analyzer_runs,

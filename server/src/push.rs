@@ -48,6 +48,9 @@ pub fn plan_view(
     req: &ReqInfo,
 ) -> ViewPlan {
     let cfg = &shared.config;
+    if req.foreign_host {
+        return ViewPlan::default();
+    }
     let page = req.path.as_str();
     // Most GETs are assets with no set: answer them before any other work. A page never seen
     // may still back off to its section's set, but only when the request is a navigation (an
