@@ -7,6 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 
@@ -220,7 +221,14 @@ fn serve_refuses_an_unwritable_database_unless_told_to_serve_read_only() {
     // Told to: it serves the learned sets from the database it may only read, records nothing.
     let work = tempfile::tempdir().unwrap();
     let mut s = Server::start_with_db(
-        &["--root", site().to_str().unwrap(), "--read-only-db"],
+        // Holdout 0: a 5% holdout view would announce nothing, by design.
+        &[
+            "--root",
+            site().to_str().unwrap(),
+            "--read-only-db",
+            "--holdout",
+            "0",
+        ],
         work,
         db.clone(),
     );
@@ -462,4 +470,45 @@ fn digests_refuse_relative_urls_both_ways_and_speak_one_json() {
         &["digest", "encode", "-p", "7", "https://example.com/a.css"],
     );
     assert_eq!(short.trim(), "AfwA");
+}
+
+#[test]
+fn a_read_only_server_follows_the_generations_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = learned_db(dir.path());
+    let work = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with_db(
+        &[
+            "--root",
+            site().to_str().unwrap(),
+            "--read-only-db",
+            "--reload-every-ms",
+            "100",
+            "--holdout",
+            "0",
+        ],
+        work,
+        db.clone(),
+    );
+    let sent = |out: &str| {
+        let mut v = early_hint_links(out);
+        v.extend(promised_paths(out));
+        v
+    };
+    let out = nghttp(&[&s.url("/")]);
+    assert!(
+        sent(&out).iter().any(|l| l.contains("/css/site.css")),
+        "{out}"
+    );
+    // Another process (the operator, or a primary's analyzer) writes a new generation.
+    pushwise(&db, &["sets", "ban", "/", "/css/site.css"]);
+    pushwise(&db, &["analyze", "--once"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let out = nghttp(&[&s.url("/")]);
+    let now = sent(&out);
+    assert!(
+        !now.iter().any(|l| l.contains("/css/site.css")) && !now.is_empty(),
+        "the read-only server still serves the old generation: {now:?}"
+    );
+    assert_eq!(s.stop(), 0);
 }

@@ -106,7 +106,7 @@ fn tls_config(a: &ServeArgs) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 /// reason: serving without recording is a choice the operator makes with `--read-only-db`.
 async fn open_for_serving(db: &Path, read_only: bool) -> anyhow::Result<Store> {
     if read_only {
-        return Store::open_read_only(db)
+        return Store::open_following(db)
             .await
             .with_context(|| format!("--read-only-db: cannot read the database {}", db.display()));
     }

@@ -110,8 +110,24 @@ impl Store {
     /// WAL switch, no `-shm` file left behind (see `identity::read_only_options`). Refuses a
     /// missing file, one that is not pushwise's, and a schema other than this build's.
     ///
-    /// Used by the inspecting commands and by `serve --read-only-db`.
+    /// For the inspecting commands: a short look. A process that starts writing the database
+    /// meanwhile may not be seen; [`Store::open_following`] is for a reader that stays.
     pub async fn open_read_only(path: &Path) -> Result<Store, Error> {
+        Self::open_reading(path, false).await
+    }
+
+    /// Opens an existing pushwise database to read for as long as a server runs, seeing what
+    /// another process writes to it (new generations of push sets): a plain read-only
+    /// connection sharing the writer's `-wal` and `-shm` (created beside the file if missing).
+    /// Where they cannot be created (a read-only directory or mount, where nothing can write
+    /// either), it reads the file as it is. Same refusals as [`Store::open_read_only`].
+    ///
+    /// For `serve --read-only-db`.
+    pub async fn open_following(path: &Path) -> Result<Store, Error> {
+        Self::open_reading(path, true).await
+    }
+
+    async fn open_reading(path: &Path, follow: bool) -> Result<Store, Error> {
         match identity::identify(path).await? {
             identity::Found::Pushwise => {}
             identity::Found::Missing => {
@@ -124,7 +140,29 @@ impl Store {
                 )));
             }
         }
-        let opts = identity::read_only_options(path);
+        let snapshot = identity::read_only_options(path);
+        let opts = if follow {
+            let shared = SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .busy_timeout(Duration::from_secs(2));
+            // The first read is what needs the `-shm`: try one.
+            let works =
+                match <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&shared).await {
+                    Ok(mut c) => {
+                        let read = sqlx::query("SELECT count(*) FROM sqlite_master")
+                            .fetch_one(&mut c)
+                            .await
+                            .is_ok();
+                        let _ = sqlx::Connection::close(c).await;
+                        read
+                    }
+                    Err(_) => false,
+                };
+            if works { shared } else { snapshot }
+        } else {
+            snapshot
+        };
         let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts).await?;
         let checked = identity::check_schema(&mut conn, path).await;
         let _ = sqlx::Connection::close(conn).await;
