@@ -512,3 +512,48 @@ fn a_read_only_server_follows_the_generations_another_process_writes() {
     );
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn an_older_schema_is_read_by_no_inspecting_command_until_a_changing_one_upgrades_it() {
+    let (_dir, db) = temp_db();
+    // A database as an older pushwise left it: every migration but the newest applied.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let newest = pushwise_store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        pushwise_store::MIGRATOR
+            .run_to(newest - 1, &pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let before = std::fs::read(&db).unwrap();
+    let e = pushwise_fails(&db, &["threshold", "show"]);
+    assert!(
+        e.contains("older schema") && e.contains(&format!("version {newest}")),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "an inspecting command migrated it"
+    );
+    // A changing command upgrades it; then inspecting works.
+    pushwise(&db, &["threshold", "set", "0.4"]);
+    let t = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(t["settings"][0]["probability"], 0.4, "{t}");
+}
