@@ -9,6 +9,15 @@ use pushwise_store::Store;
 /// command ends, whichever way it ends.
 static OPENED: std::sync::Mutex<Vec<Store>> = std::sync::Mutex::new(Vec::new());
 
+/// Notes `store` for [`close_all`] and hands it back.
+fn tracked(store: Store) -> Store {
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(store.clone());
+    store
+}
+
 /// Opens (creating if missing) the store for a command that writes it.
 pub async fn open_store(db: &Path) -> anyhow::Result<Store> {
     let store = match Store::open(db).await {
@@ -27,11 +36,7 @@ pub async fn open_store(db: &Path) -> anyhow::Result<Store> {
             );
         }
     };
-    OPENED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(store.clone());
-    Ok(store)
+    Ok(tracked(store))
 }
 
 /// Checkpoints and closes every store the command opened: afterwards the main database file alone
@@ -61,11 +66,7 @@ pub async fn open_inspect(db: &Path) -> anyhow::Result<Store> {
     let store = Store::open_read_only(db)
         .await
         .with_context(|| format!("cannot read the database {}", db.display()))?;
-    OPENED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(store.clone());
-    Ok(store)
+    Ok(tracked(store))
 }
 
 fn ensure_exists(db: &Path) -> anyhow::Result<()> {

@@ -9,42 +9,11 @@ use common::*;
 
 const THINK: Duration = Duration::from_millis(1500);
 
-/// An HTTP/1.1 application serving examples/site that takes THINK to produce each HTML page.
-fn start_slow_site() -> u16 {
-    http1_app(|req| {
-        let mut path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-        if path.ends_with('/') {
-            path.push_str("index.html");
-        }
-        let ct = match path.rsplit('.').next().unwrap_or("") {
-            "html" => "text/html; charset=utf-8",
-            "css" => "text/css",
-            "js" => "text/javascript",
-            "svg" => "image/svg+xml",
-            "png" => "image/png",
-            "woff2" => "font/woff2",
-            _ => "application/octet-stream",
-        };
-        if ct.starts_with("text/html") {
-            std::thread::sleep(THINK);
-        }
-        let (status, body) = match std::fs::read(site().join(path.trim_start_matches('/'))) {
-            Ok(b) if !path.contains("..") => ("200 OK", b),
-            _ => ("404 Not Found", b"not found".to_vec()),
-        };
-        let mut out = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: public, max-age=600\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(&body);
-        out
-    })
-}
-
 #[test]
 fn headless_chromium_fetches_hinted_assets_before_the_page_arrives() {
-    let port = start_slow_site();
+    // examples/site behind an application that takes THINK to produce each HTML page.
+    let app = pushwise_bench::browser::SlowSite::start(site(), THINK).unwrap();
+    let port = app.port;
     let (dir, db) = temp_db();
     let set = [
         "/css/site.css",
@@ -128,33 +97,6 @@ fn headless_chromium_fetches_hinted_assets_before_the_page_arrives() {
     }
 }
 
-/// A combined-format log of `views` browser views of `page` entering the site, each fetching
-/// `assets` a moment later with the page as Referer, from distinct clients.
-fn browser_views_log(page: &str, assets: &[String], views: usize) -> String {
-    let mut log = String::new();
-    for i in 0..views {
-        let ts = |s: usize| {
-            format!(
-                "[10/Oct/2026:10:{:02}:{:02} +0000]",
-                i / 20,
-                (i % 20) * 3 + s
-            )
-        };
-        let ip = format!("10.1.{}.{}", i / 200, i % 200 + 1);
-        log.push_str(&format!(
-            "{ip} - - {} \"GET {page} HTTP/1.1\" 200 2326 \"-\" \"{BROWSER_UA}\"\n",
-            ts(0)
-        ));
-        for a in assets {
-            log.push_str(&format!(
-                "{ip} - - {} \"GET {a} HTTP/1.1\" 200 1000 \"https://example.com{page}\" \"{BROWSER_UA}\"\n",
-                ts(1)
-            ));
-        }
-    }
-    log
-}
-
 #[test]
 fn learned_early_hints_load_a_page_whose_assets_css_discovers_faster_than_no_hints() {
     use pushwise_bench::browser::{SlowSite, load, median_p90};
@@ -174,7 +116,9 @@ fn learned_early_hints_load_a_page_whose_assets_css_discovers_faster_than_no_hin
     // Learned through the real pipeline: an access log imported and analyzed.
     let (dir, db) = temp_db();
     let log = dir.path().join("access.log");
-    std::fs::write(&log, browser_views_log("/", &home.all_assets(), 40)).unwrap();
+    let assets = home.all_assets();
+    let assets: Vec<&str> = assets.iter().map(String::as_str).collect();
+    std::fs::write(&log, browser_views_log("/", &assets, 40)).unwrap();
     pushwise(
         &db,
         &["import", "--host", "example.com", log.to_str().unwrap()],

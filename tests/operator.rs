@@ -11,34 +11,9 @@ use std::time::Duration;
 
 use common::*;
 
-const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-
-/// A combined-format log: `views` browser views of `/` entering the site, each fetching the
-/// stylesheet and the script with `/` as Referer, from distinct clients a minute apart.
+/// `views` browser views of `/` entering the site, each fetching the stylesheet and the script.
 fn browser_log(views: usize) -> String {
-    let mut log = String::new();
-    for i in 0..views {
-        let (m, s) = (i / 60, i % 60);
-        let t = |sec: usize| {
-            format!(
-                "[10/Oct/2026:{:02}:{m:02}:{:02} +0000]",
-                10 + i / 3600,
-                (s + sec).min(59)
-            )
-        };
-        let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
-        log.push_str(&format!(
-            "{ip} - - {} \"GET / HTTP/1.1\" 200 2326 \"-\" \"{UA}\"\n",
-            t(0)
-        ));
-        for a in ["/css/site.css", "/js/app.js"] {
-            log.push_str(&format!(
-                "{ip} - - {} \"GET {a} HTTP/1.1\" 200 5422 \"https://example.com/\" \"{UA}\"\n",
-                t(0)
-            ));
-        }
-    }
-    log
+    browser_views_log("/", &["/css/site.css", "/js/app.js"], views)
 }
 
 /// A pushwise database with one learned generation, built the way an operator would.
@@ -108,7 +83,10 @@ fn inspecting_commands_read_a_database_they_cannot_write_and_leave_no_trace() {
         pushwise(&db, &["sets", "show", "/"]);
         pushwise(&db, &["sets", "pins"]);
         pushwise(&db, &["threshold", "show", "--json"]);
-        let plan = pushwise_json(&db, &["plan", "--page", "/", "--user-agent", UA, "--json"]);
+        let plan = pushwise_json(
+            &db,
+            &["plan", "--page", "/", "--user-agent", BROWSER_UA, "--json"],
+        );
         assert!(!plan["assets"].as_array().unwrap().is_empty(), "{plan}");
         pushwise(&db, &["tune", "--json"]);
         let copy = backup.path().join("copy.db");
@@ -317,7 +295,7 @@ fn plan_batch_answers_every_line_in_order_and_fails_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let db = learned_db(dir.path());
     let input = format!(
-        "{{\"page\": \"/\", \"user_agent\": \"{UA}\"}}\n{{\"page\": \n\n{{\"page\": \"/about.html\"}}\n"
+        "{{\"page\": \"/\", \"user_agent\": \"{BROWSER_UA}\"}}\n{{\"page\": \n\n{{\"page\": \"/about.html\"}}\n"
     );
     let mut child = Command::new(bin())
         .arg("--db")
@@ -354,7 +332,7 @@ fn a_reader_that_stops_reading_is_success_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = learned_db(dir.path());
     // Far more output than a pipe buffers, so the writer meets the closed pipe.
-    let line = format!("{{\"page\": \"/\", \"user_agent\": \"{UA}\"}}\n");
+    let line = format!("{{\"page\": \"/\", \"user_agent\": \"{BROWSER_UA}\"}}\n");
     let input = line.repeat(20_000);
     let mut child = Command::new(bin())
         .arg("--db")

@@ -39,7 +39,7 @@ impl LogFormat {
     }
 
     /// The other format, tried on rejected lines to tell the user which one the log is in.
-    fn other(self) -> LogFormat {
+    pub fn other(self) -> LogFormat {
         match self {
             LogFormat::Combined => LogFormat::Common,
             LogFormat::Common => LogFormat::Combined,

@@ -87,10 +87,7 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
 
 /// "try --format X" when most skipped lines parse in the other format.
 fn other_format_hint(r: &ImportReport, format: LogFormat) -> Option<String> {
-    let other = match format {
-        LogFormat::Combined => LogFormat::Common,
-        LogFormat::Common => LogFormat::Combined,
-    };
+    let other = format.other();
     let skipped = r.skipped_total() - r.skipped.get(&SkipReason::Empty).copied().unwrap_or(0);
     (r.other_format_lines > 0 && r.other_format_lines * 2 >= skipped).then(|| {
         format!(

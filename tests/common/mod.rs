@@ -144,32 +144,60 @@ pub fn nghttp(args: &[&str]) -> String {
     text(&run("nghttp", &all))
 }
 
-/// Runs a `pushwise` subcommand against `db`; panics with its output on failure.
-pub fn pushwise(db: &Path, args: &[&str]) -> String {
-    let o = Command::new(bin())
+/// Runs a `pushwise` subcommand against `db` to its end.
+fn pushwise_output(db: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
         .arg("--db")
         .arg(db)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs a `pushwise` subcommand against `db`; panics with its output on failure.
+pub fn pushwise(db: &Path, args: &[&str]) -> String {
+    let o = pushwise_output(db, args);
     assert!(o.status.success(), "pushwise {args:?} failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Runs a `pushwise` subcommand against `db` that must fail; returns its stdout and stderr.
 pub fn pushwise_fails(db: &Path, args: &[&str]) -> String {
-    let o = Command::new(bin())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
+    let o = pushwise_output(db, args);
     assert!(
         !o.status.success(),
         "pushwise {args:?} succeeded: {}",
         text(&o)
     );
     text(&o)
+}
+
+/// A combined-format log of `views` browser views of `page` entering the site, each fetching
+/// `assets` a second later with the page as Referer, from distinct clients three seconds apart.
+pub fn browser_views_log(page: &str, assets: &[&str], views: usize) -> String {
+    let mut log = String::new();
+    for i in 0..views {
+        let ts = |s: usize| {
+            format!(
+                "[10/Oct/2026:{:02}:{:02}:{:02} +0000]",
+                10 + i / 1200,
+                i / 20 % 60,
+                (i % 20) * 3 + s
+            )
+        };
+        let ip = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        log.push_str(&format!(
+            "{ip} - - {} \"GET {page} HTTP/1.1\" 200 2326 \"-\" \"{BROWSER_UA}\"\n",
+            ts(0)
+        ));
+        for a in assets {
+            log.push_str(&format!(
+                "{ip} - - {} \"GET {a} HTTP/1.1\" 200 1000 \"https://example.com{page}\" \"{BROWSER_UA}\"\n",
+                ts(1)
+            ));
+        }
+    }
+    log
 }
 
 pub fn pushwise_json(db: &Path, args: &[&str]) -> serde_json::Value {
