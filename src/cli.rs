@@ -159,6 +159,11 @@ pub struct ServeArgs {
     /// Events queued for the writer before new ones are dropped (and counted).
     #[arg(long, env = "PUSHWISE_QUEUE_SIZE", default_value = "65536")]
     pub queue_size: NonZeroUsize,
+    /// Memory the events waiting to be written may hold, queued or kept while the database
+    /// refuses writes: bytes, or with a unit (64MiB, 512KiB). Beyond it new events are dropped
+    /// and counted, as with --queue-size; long paths and Referers cannot pin more.
+    #[arg(long, env = "PUSHWISE_QUEUE_BYTES", default_value = "64MiB", value_parser = byte_size)]
+    pub queue_bytes: usize,
     /// How many nice steps below the serving threads the database writes run (0..=19; Linux).
     /// The writer then uses the CPU the serving threads leave idle instead of competing with them;
     /// 0 runs it at the same priority.
@@ -351,6 +356,30 @@ fn positive_hours(s: &str) -> Result<Duration, String> {
 
 /// `HOST:PORT` (an address or a name, resolved now: the first address it has), `[V6]:PORT`, or
 /// a bare `PORT` meaning every interface.
+/// A size in bytes: a bare number, or a number with a unit (KiB, MiB, GiB, or KB, MB, GB as
+/// powers of 1000; `k`, `M`, `G` alone are the binary ones, as in nginx).
+fn byte_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size: give bytes, or a number with KiB, MiB or GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("'{other}' is not a size unit: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(port) = s.parse::<u16>() {
@@ -833,6 +862,21 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn byte_sizes_take_units_and_refuse_nonsense() {
+        assert_eq!(byte_size("4096"), Ok(4096));
+        assert_eq!(byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(byte_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(byte_size("1G"), Ok(1 << 30));
+        assert_eq!(byte_size("2MB"), Ok(2_000_000));
+        assert!(byte_size("").is_err());
+        assert!(byte_size("-1").is_err());
+        assert!(byte_size("1.5MiB").is_err());
+        assert!(byte_size("3 parsecs").unwrap_err().contains("not a size unit"));
+        assert!(byte_size("99999999999999999999GiB").is_err());
+        assert!(byte_size("18446744073709551615GiB").unwrap_err().contains("too large"));
     }
 
     #[test]

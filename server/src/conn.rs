@@ -2,8 +2,23 @@
 //! refuses push, which page view may push on it, and its cached client key.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+/// Most paths a connection's diary remembers as requested: a connection that asks for more
+/// simply may be pushed something it fetched long ago (harmless, and a client's own choice).
+const DIARY_REQUESTED_MAX: usize = 4096;
+
+/// One process-wide random hasher for diary entries: a client cannot choose paths that collide.
+static DIARY_HASHER: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+
+/// A path as the diary keeps it: 8 bytes whatever the path's length, so a connection's diary
+/// costs at most ~64 KiB even when a client requests 4 KB paths. Two paths colliding only means
+/// one push skipped.
+fn diary_key(path: &str) -> u64 {
+    DIARY_HASHER.hash_one(path)
+}
 
 /// Per-connection memory: what this connection already has, and whether its client refuses push.
 #[derive(Debug)]
@@ -13,8 +28,8 @@ pub struct ConnState {
     pub client_ip: std::net::IpAddr,
     /// The peer is a trusted proxy: each request's client comes from its `X-Forwarded-For`.
     pub peer_trusted: bool,
-    /// Paths pushed or requested on this connection: never pushed again on it.
-    diary: Mutex<HashSet<String>>,
+    /// Paths pushed or requested on this connection (as [`diary_key`]s): never pushed again on it.
+    diary: Mutex<HashSet<u64, foldhash::fast::FixedState>>,
     push_refused: AtomicBool,
     /// Taken by the first page view that pushes; see [`ConnState::take_push_gate`].
     push_gate: AtomicBool,
@@ -32,7 +47,7 @@ impl ConnState {
             id,
             client_ip,
             peer_trusted,
-            diary: Mutex::new(HashSet::new()),
+            diary: Mutex::new(HashSet::default()),
             push_refused: AtomicBool::new(false),
             push_gate: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -61,9 +76,9 @@ impl ConnState {
 
     pub fn note(&self, path: &str) {
         if let Ok(mut d) = self.diary.lock()
-            && d.len() < 4096
+            && d.len() < DIARY_REQUESTED_MAX
         {
-            d.insert(path.to_string());
+            d.insert(diary_key(path));
         }
     }
 
@@ -72,7 +87,7 @@ impl ConnState {
     pub(crate) fn claim(&self, path: &str) -> bool {
         self.diary
             .lock()
-            .map(|mut d| d.insert(path.to_string()))
+            .map(|mut d| d.insert(diary_key(path)))
             .unwrap_or(false)
     }
 
@@ -119,5 +134,30 @@ mod tests {
         assert_eq!(b, keyer.key("192.0.2.7", Some("UA-2")));
         assert_eq!(conn.client_key(None, key), keyer.key("192.0.2.7", None));
         assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn the_diary_keeps_fixed_size_entries_whatever_the_paths_length() {
+        let conn = ConnState::new(1, "192.0.2.7".parse().unwrap(), false);
+        let long = "x".repeat(4096);
+        for i in 0..10_000 {
+            conn.note(&format!("/{i}/{long}"));
+        }
+        let d = conn.diary.lock().unwrap();
+        assert_eq!(d.len(), DIARY_REQUESTED_MAX);
+        // 8 bytes an entry: the 4 KB paths themselves are nowhere in memory.
+        assert!(d.capacity() * std::mem::size_of::<u64>() <= 128 * 1024);
+        drop(d);
+        assert!(!conn.claim(&format!("/0/{long}")));
+    }
+
+    #[test]
+    fn a_requested_or_claimed_path_is_never_claimed_again() {
+        let conn = ConnState::new(1, "192.0.2.7".parse().unwrap(), false);
+        conn.note("/css/site.css");
+        assert!(!conn.claim("/css/site.css"));
+        assert!(conn.claim("/js/app.js"));
+        assert!(!conn.claim("/js/app.js"));
+        assert!(conn.claim("/js/app.js?v=2"));
     }
 }

@@ -142,16 +142,19 @@ pub enum Limit {
     /// A connection closed with GOAWAY ENHANCE_YOUR_CALM: its client reset more streams than
     /// `--max-pending-resets` before they were handled (HTTP/2 rapid reset).
     pending_resets,
+    /// An event dropped because the events waiting to be written held `--queue-bytes` already.
+    recorder_bytes,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::connections,
         Limit::streams,
         Limit::request_body_size,
         Limit::request_body_time,
         Limit::send_time,
         Limit::pending_resets,
+        Limit::recorder_bytes,
     ];
 }
 

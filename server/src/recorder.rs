@@ -7,6 +7,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pushwise_store::{Event, Store};
@@ -15,13 +16,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch_thread::{BatchThread, Written};
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 
 /// Recorder tuning.
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
     /// Events queued for the writer before new ones are dropped (and counted).
     pub queue: NonZeroUsize,
+    /// Memory the events waiting to be written may hold, queued or kept for a retry (see
+    /// [`Event::memory_bytes`]); beyond it new events are dropped and counted. The count limits
+    /// alone would let long paths and Referers pin gigabytes.
+    pub max_bytes: usize,
     /// Most events per database write.
     pub batch: NonZeroUsize,
     /// Longest an event waits before its batch is written (never zero: see [`RecorderConfig::new`]).
@@ -36,6 +41,7 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
             queue: NonZeroUsize::new(65_536).expect("not zero"),
+            max_bytes: 64 * 1024 * 1024,
             batch: NonZeroUsize::new(2_000).expect("not zero"),
             interval: Duration::from_millis(200),
             max_pending: 200_000,
@@ -53,6 +59,35 @@ pub struct Recorder {
     /// than `queue / interval` events per second is written early instead of dropped.
     half_full: Arc<Notify>,
     wake_below: usize,
+    /// Bytes held by events not yet written or given up (see [`RecorderConfig::max_bytes`]).
+    held: Arc<Held>,
+}
+
+/// The recorder's memory account, shared by the handlers (who add) and the writer (who releases).
+#[derive(Debug)]
+struct Held {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl Held {
+    /// Reserves `n` bytes; false (and nothing reserved) when that would pass the maximum.
+    fn reserve(&self, n: usize) -> bool {
+        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.max {
+            self.bytes.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+fn bytes_of(events: &[Event]) -> usize {
+    events.iter().map(Event::memory_bytes).sum()
 }
 
 impl Recorder {
@@ -68,12 +103,17 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(queue);
         let stop = CancellationToken::new();
         let half_full = Arc::new(Notify::new());
+        let held = Arc::new(Held {
+            bytes: AtomicUsize::new(0),
+            max: cfg.max_bytes,
+        });
         let join = tokio::spawn(writer(
             thread,
             rx,
             cfg,
             Arc::clone(&metrics),
             Arc::clone(&half_full),
+            Arc::clone(&held),
             stop.clone(),
         ));
         let rec = Recorder {
@@ -81,14 +121,23 @@ impl Recorder {
             metrics,
             half_full,
             wake_below: queue / 2,
+            held,
         };
         Ok((rec, RecorderTask { join, stop }))
     }
 
-    /// Queues an event; drops and counts it when the queue is full. Never waits.
+    /// Queues an event; drops and counts it when the queue is full, by count or by bytes. Never
+    /// waits.
     pub fn record(&self, e: Event) {
+        let n = e.memory_bytes();
+        if !self.held.reserve(n) {
+            self.metrics.recorder_dropped.inc();
+            self.metrics.limit(Limit::recorder_bytes);
+            return;
+        }
         // The queue-depth gauge is sampled by the writer: no shared counter on the request path.
         if self.tx.try_send(e).is_err() {
+            self.held.release(n);
             self.metrics.recorder_dropped.inc();
         } else if self.tx.capacity() <= self.wake_below {
             self.half_full.notify_one();
@@ -134,10 +183,12 @@ async fn writer(
     cfg: RecorderConfig,
     metrics: Arc<Metrics>,
     half_full: Arc<Notify>,
+    held: Arc<Held>,
     stop: CancellationToken,
 ) {
     let mut w = Writer {
         pending: Vec::with_capacity(cfg.batch.get()),
+        held,
         backoff: cfg.interval,
         cfg,
         rx,
@@ -159,6 +210,7 @@ struct Writer {
     cfg: RecorderConfig,
     metrics: Arc<Metrics>,
     half_full: Arc<Notify>,
+    held: Arc<Held>,
     stop: CancellationToken,
     pending: Vec<Event>,
     /// The channel is closed and empty: write what is pending, then stop.
@@ -220,6 +272,7 @@ impl Writer {
     /// Hands the pending batch to the recorder's thread and deals with the outcome.
     async fn write_pending(&mut self, thread: &BatchThread) -> Next {
         let n = self.pending.len();
+        let bytes = bytes_of(&self.pending);
         // The insert blocks (SQLite): it runs on the recorder's own thread, never on a thread
         // that serves requests, and the batch's strings are freed there too.
         match thread.write(std::mem::take(&mut self.pending)).await {
@@ -227,6 +280,7 @@ impl Writer {
                 self.pending = batch;
                 match result {
                     Ok(_) => {
+                        self.held.release(bytes);
                         self.written(n);
                         Next::Continue
                     }
@@ -237,6 +291,7 @@ impl Writer {
                 // A bug in binding the batch: retrying it would panic again.
                 tracing::error!(panic, lost = n, "recorder: the batch writer panicked");
                 self.metrics.recorder_dropped.inc_by(n as u64);
+                self.held.release(bytes);
                 batch.clear();
                 self.pending = batch;
                 Next::Continue
@@ -247,6 +302,7 @@ impl Writer {
                     "recorder: the writer thread is gone; recording stops"
                 );
                 self.metrics.recorder_dropped.inc_by(n as u64);
+                self.held.release(bytes);
                 self.drop_until_closed().await;
                 Next::Stop
             }
@@ -282,6 +338,7 @@ impl Writer {
         }
         if self.pending.len() > self.cfg.max_pending {
             let lose = self.pending.len() - self.cfg.max_pending;
+            self.held.release(bytes_of(&self.pending[..lose]));
             self.pending.drain(..lose);
             self.metrics.recorder_dropped.inc_by(lose as u64);
         }
@@ -301,6 +358,7 @@ impl Writer {
             self.metrics
                 .recorder_dropped
                 .inc_by(self.pending.len() as u64);
+            self.held.release(bytes_of(&self.pending));
             return Next::Stop;
         }
         Next::Continue
@@ -328,7 +386,8 @@ impl Writer {
         loop {
             tokio::select! {
                 got = self.rx.recv() => match got {
-                    Some(_) => {
+                    Some(e) => {
+                        self.held.release(e.memory_bytes());
                         self.metrics.recorder_dropped.inc();
                     }
                     None => return,
@@ -425,5 +484,45 @@ mod tests {
         assert_eq!(store.count_events().await.unwrap(), 3);
         drop(rec);
         task.drain().await;
+    }
+
+    #[tokio::test]
+    async fn events_holding_more_than_max_bytes_are_dropped_and_the_budget_comes_back_once_written()
+    {
+        let cfg = RecorderConfig {
+            interval: Duration::from_millis(50),
+            batch: NonZeroUsize::new(10_000).unwrap(),
+            max_bytes: 1024 * 1024,
+            ..Default::default()
+        };
+        let (_dir, store, metrics, rec, task) = start(cfg).await;
+        let long = |i: i64| {
+            let mut e = event(i);
+            e.path = format!("/{i}/{}", "x".repeat(64 * 1024)).into();
+            e
+        };
+        let each = long(0).memory_bytes();
+        // A current-thread runtime: the writer cannot run before this loop ends, so every event
+        // is still held and the count limit (65,536) is far away.
+        for i in 0..100 {
+            rec.record(long(i));
+        }
+        let fits = (1024 * 1024) / each;
+        assert!(fits < 100);
+        assert_eq!(metrics.recorder_dropped.get(), (100 - fits) as u64);
+        assert!(rec.held.bytes.load(Ordering::Relaxed) <= 1024 * 1024);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while metrics.recorder_written.get() < fits as u64 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(rec.held.bytes.load(Ordering::Relaxed), 0, "written events release their bytes");
+        for i in 100..110 {
+            rec.record(long(i));
+        }
+        assert_eq!(metrics.recorder_dropped.get(), (100 - fits) as u64);
+        drop(rec);
+        task.drain().await;
+        assert_eq!(store.count_events().await.unwrap(), fits as i64 + 10);
     }
 }

@@ -131,6 +131,7 @@ pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
         tls: tls_config(&a)?,
         recorder: (!a.no_record && !a.read_only_db).then(|| RecorderConfig {
             queue: a.queue_size,
+            max_bytes: a.queue_bytes,
             batch: a.batch_size,
             interval: a.batch_interval_ms.max(Duration::from_millis(1)),
             nice: a.recorder_nice,

@@ -56,6 +56,29 @@ pub struct Event {
     pub source_line: Option<i64>,
 }
 
+impl Event {
+    /// What this event costs in memory while it waits to be written: the struct and every string
+    /// it owns (borrowed, interned strings cost nothing more). The recorder bounds its queue by
+    /// the sum of these, so long paths cannot make a count-bounded queue grow without limit.
+    pub fn memory_bytes(&self) -> usize {
+        fn owned(s: &Cow<'static, str>) -> usize {
+            match s {
+                Cow::Borrowed(_) => 0,
+                Cow::Owned(o) => o.capacity(),
+            }
+        }
+        let referer = match &self.referer {
+            Referer::SameSite(p) => p.capacity(),
+            Referer::None | Referer::External => 0,
+        };
+        std::mem::size_of::<Event>()
+            + owned(&self.method)
+            + owned(&self.path)
+            + self.content_type.as_ref().map_or(0, owned)
+            + referer
+    }
+}
+
 /// Interns `known` strings: the one equal to `s` is borrowed, any other is copied.
 ///
 /// Why: an event outlives its request and is freed on the recorder's thread; a string the request
