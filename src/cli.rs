@@ -362,9 +362,9 @@ fn byte_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size: give bytes, or a number with KiB, MiB or GiB"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("'{s}' is not a size: give bytes, or a number with KiB, MiB or GiB")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -874,9 +874,17 @@ mod tests {
         assert!(byte_size("").is_err());
         assert!(byte_size("-1").is_err());
         assert!(byte_size("1.5MiB").is_err());
-        assert!(byte_size("3 parsecs").unwrap_err().contains("not a size unit"));
+        assert!(
+            byte_size("3 parsecs")
+                .unwrap_err()
+                .contains("not a size unit")
+        );
         assert!(byte_size("99999999999999999999GiB").is_err());
-        assert!(byte_size("18446744073709551615GiB").unwrap_err().contains("too large"));
+        assert!(
+            byte_size("18446744073709551615GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

@@ -838,3 +838,83 @@ fn with_host_names_configured_other_hosts_are_served_but_never_pushed_hinted_or_
         "only the configured host's requests are recorded: {recorded:?}"
     );
 }
+
+#[test]
+fn shutdown_closes_requests_still_in_flight_after_the_grace_period_and_keeps_recorded_events() {
+    // An upstream that answers /slow after a minute: only the grace period can end it.
+    let slow_seen = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&slow_seen);
+    let app = http1_app(move |head| {
+        if head.starts_with("GET /slow") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n".to_vec()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TestTls::new(dir.path());
+    let mut server = start_upstream_server(
+        app,
+        &tls,
+        &["--shutdown-grace", "2", "--upstream-timeout", "120"],
+    );
+    for _ in 0..3 {
+        let o = run(
+            "curl",
+            &[
+                "-sk",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &server.url("/fast"),
+            ],
+        );
+        assert_eq!(text(&o), "200");
+    }
+    let mut slow = std::process::Command::new("curl")
+        .args(["-sk", "--http2", "--max-time", "90", "-o", "/dev/null"])
+        .arg(server.url("/slow"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow_seen.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    assert_eq!(server.stop(), 0, "a clean exit: {}", server.stderr());
+    let took = started.elapsed();
+    eprintln!("SIGTERM with a request in flight: exited after {took:?} (grace 2 s)");
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "the in-flight request was given its grace period ({took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the grace period is a deadline ({took:?})"
+    );
+    assert!(
+        server.stderr().contains("grace period over"),
+        "{}",
+        server.stderr()
+    );
+    // The client hears the connection end instead of waiting out its own timeout.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slow.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow client was disconnected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fast = events(&server.db)
+        .into_iter()
+        .filter(|e| e.path == "/fast")
+        .count();
+    assert_eq!(fast, 3, "every answered request was recorded before exit");
+}

@@ -516,7 +516,11 @@ mod tests {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(rec.held.bytes.load(Ordering::Relaxed), 0, "written events release their bytes");
+        assert_eq!(
+            rec.held.bytes.load(Ordering::Relaxed),
+            0,
+            "written events release their bytes"
+        );
         for i in 100..110 {
             rec.record(long(i));
         }
