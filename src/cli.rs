@@ -148,6 +148,12 @@ pub struct ServeArgs {
     /// Delete recorded requests older than this many days.
     #[arg(long, env = "PUSHWISE_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u32,
+    /// Replace the secret salt of client keys this often: days, or a duration like 12h (0:
+    /// never). Keys from before a rotation cannot be linked to keys after it. A client active
+    /// within the attribution window (--window-secs) around the rotation keeps its old key until
+    /// it pauses, so no visit in progress is split.
+    #[arg(long, env = "PUSHWISE_SALT_ROTATE_DAYS", default_value = "30", value_parser = days)]
+    pub salt_rotate_days: Duration,
     /// Most events per database write (a transaction of multi-row INSERTs).
     #[arg(long, env = "PUSHWISE_BATCH_SIZE", default_value = "2000")]
     pub batch_size: NonZeroUsize,
@@ -354,8 +360,6 @@ fn positive_hours(s: &str) -> Result<Duration, String> {
     non_zero(duration(s, Duration::from_secs(3600), "hours")?, s)
 }
 
-/// `HOST:PORT` (an address or a name, resolved now: the first address it has), `[V6]:PORT`, or
-/// a bare `PORT` meaning every interface.
 /// A size in bytes: a bare number, or a number with a unit (KiB, MiB, GiB, or KB, MB, GB as
 /// powers of 1000; `k`, `M`, `G` alone are the binary ones, as in nginx).
 fn byte_size(s: &str) -> Result<usize, String> {
@@ -380,6 +384,13 @@ fn byte_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// Days (a bare number) or a duration; 0 allowed.
+fn days(s: &str) -> Result<Duration, String> {
+    duration(s, Duration::from_secs(86_400), "days")
+}
+
+/// `HOST:PORT` (an address or a name, resolved now: the first address it has), `[V6]:PORT`, or
+/// a bare `PORT` meaning every interface.
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(port) = s.parse::<u16>() {

@@ -275,3 +275,78 @@ fn kill_9_loses_at_most_the_batch_in_flight_and_leaves_a_readable_database() {
         "{ev:?}"
     );
 }
+
+/// Fetches `path` as `user_agent` on a connection of its own, expecting 200.
+fn fetch_as(server: &Server, user_agent: &str, path: &str) {
+    let o = run(
+        "curl",
+        &[
+            "-sk",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-A",
+            user_agent,
+            &server.url(path),
+        ],
+    );
+    assert_eq!(text(&o), "200");
+}
+
+#[test]
+fn the_salt_rotates_on_schedule_without_splitting_a_visit_in_progress() {
+    // Rotation 8 s after the salt was made; attribution window 2 s.
+    let mut server = serve_site(&["--salt-rotate-days", "8s", "--window-secs", "2"]);
+    fetch_as(&server, "quiet", "/about.html");
+    // An active client: a request every 250 ms for 10 s, across the rotation.
+    let active_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < active_until {
+        fetch_as(&server, "active", "/");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // A pause longer than the window, then both clients again.
+    std::thread::sleep(Duration::from_secs(3));
+    fetch_as(&server, "active", "/contact.html");
+    fetch_as(&server, "quiet", "/products.html");
+    assert_eq!(server.stop(), 0);
+    let log = server.stderr();
+    assert!(log.contains("rotated the client-key salt"), "{log}");
+
+    let since: i64 = with_store(&server.db, |s| async move {
+        s.setting("client_salt_since_ms").await.unwrap().unwrap()
+    })
+    .parse()
+    .unwrap();
+    let ev = events(&server.db);
+    let key_of = |path: &str| -> Vec<(i64, i64)> {
+        ev.iter()
+            .filter(|e| e.path == path)
+            .map(|e| (e.ts_ms, e.client))
+            .collect()
+    };
+    let active = key_of("/");
+    assert!(
+        active.first().unwrap().0 < since && since < active.last().unwrap().0,
+        "the rotation ({since}) fell inside the active client's visit"
+    );
+    let keys: std::collections::HashSet<i64> = active.iter().map(|a| a.1).collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one key for the whole visit across the rotation: {active:?}"
+    );
+    let active_key = active[0].1;
+    let after_pause = key_of("/contact.html")[0].1;
+    assert_ne!(
+        after_pause, active_key,
+        "after a pause the active client has a new key"
+    );
+    let (quiet_before, quiet_after) = (key_of("/about.html")[0].1, key_of("/products.html")[0].1);
+    assert_ne!(
+        quiet_before, quiet_after,
+        "a client quiet at the rotation gets a new key"
+    );
+    assert_ne!(quiet_before, active_key);
+}

@@ -180,6 +180,11 @@ pub struct Settings {
     pub access_log: Option<crate::access_log::AccessLogTarget>,
     /// Serve Prometheus metrics on this listener (bound by the caller, so it can print the address).
     pub metrics_listener: Option<tokio::net::TcpListener>,
+    /// Replace the client-key salt this often (`--salt-rotate-days`); `None`: never.
+    pub salt_rotation: Option<Duration>,
+    /// The analyzer's attribution window: around a salt rotation, a client active within it keeps
+    /// its key, so its visit is not split.
+    pub attribution_window: Duration,
 }
 
 impl Config {

@@ -38,7 +38,7 @@ pub struct ConnState {
     pub pushes: AtomicU64,
     /// The last User-Agent seen on this connection and its client key: the address is fixed per
     /// connection and the UA nearly always is, so the keyed hash runs about once per connection.
-    client_key: Mutex<Option<(Option<String>, i64)>>,
+    client_key: Mutex<Option<(u64, Option<String>, i64)>>,
 }
 
 impl ConnState {
@@ -57,18 +57,23 @@ impl ConnState {
     }
 
     /// The client key for a request with `user_agent` on this connection, computed by `key` only
-    /// when the User-Agent differs from the previous request's.
+    /// when the User-Agent or the keyer's `epoch` differs from the previous request's. With no
+    /// epoch (a salt rotation is near) the key is computed every time and not cached.
     pub fn client_key(
         &self,
+        epoch: Option<u64>,
         user_agent: Option<&str>,
         key: impl FnOnce(Option<&str>) -> i64,
     ) -> i64 {
+        let Some(epoch) = epoch else {
+            return key(user_agent);
+        };
         let mut last = self.client_key.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
-            Some((ua, k)) if ua.as_deref() == user_agent => *k,
+            Some((e, ua, k)) if *e == epoch && ua.as_deref() == user_agent => *k,
             _ => {
                 let k = key(user_agent);
-                *last = Some((user_agent.map(String::from), k));
+                *last = Some((epoch, user_agent.map(String::from), k));
                 k
             }
         }
@@ -118,7 +123,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_key_is_hashed_again_only_when_the_user_agent_changes() {
+    fn client_key_is_hashed_again_only_when_the_user_agent_or_the_salt_epoch_changes() {
         let conn = ConnState::new(1, "192.0.2.7".parse().unwrap(), false);
         let keyer = pushwise_store::ClientKeyer::new([7; 32]);
         let calls = std::cell::Cell::new(0);
@@ -126,14 +131,23 @@ mod tests {
             calls.set(calls.get() + 1);
             keyer.key("192.0.2.7", ua)
         };
-        let a = conn.client_key(Some("UA-1"), key);
-        assert_eq!(conn.client_key(Some("UA-1"), key), a);
+        let a = conn.client_key(Some(0), Some("UA-1"), key);
+        assert_eq!(conn.client_key(Some(0), Some("UA-1"), key), a);
         assert_eq!(calls.get(), 1);
-        let b = conn.client_key(Some("UA-2"), key);
+        let b = conn.client_key(Some(0), Some("UA-2"), key);
         assert_ne!(a, b);
         assert_eq!(b, keyer.key("192.0.2.7", Some("UA-2")));
-        assert_eq!(conn.client_key(None, key), keyer.key("192.0.2.7", None));
+        assert_eq!(
+            conn.client_key(Some(0), None, key),
+            keyer.key("192.0.2.7", None)
+        );
         assert_eq!(calls.get(), 3);
+        // A new epoch (the salt rotated) or none (a rotation is near) computes it again.
+        conn.client_key(Some(1), None, key);
+        assert_eq!(calls.get(), 4);
+        conn.client_key(None, None, key);
+        conn.client_key(None, None, key);
+        assert_eq!(calls.get(), 6);
     }
 
     #[test]

@@ -80,9 +80,10 @@ impl ReqInfo {
                 // Many clients share a proxy's connection: no per-connection cache.
                 let trusted = &shared.config.trusted_proxies;
                 let ip = crate::forwarded::client_ip(client_ip, headers, trusted);
-                shared.keyer.key(&ip.to_string(), ua)
+                shared.keys.key(&ip.to_string(), ua)
             } else {
-                conn.client_key(ua, |ua| shared.keyer.key(&client_ip.to_string(), ua))
+                let epoch = shared.keys.cache_epoch();
+                conn.client_key(epoch, ua, |ua| shared.keys.key(&client_ip.to_string(), ua))
             },
             ua: UaClass::of(ua),
             referer,

@@ -9,6 +9,7 @@ mod accept;
 pub mod access_log;
 mod batch_thread;
 pub mod body;
+mod client_keys;
 pub mod config;
 mod conn;
 mod date;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushwise_store::time::now_ms;
-use pushwise_store::{ClientKeyer, PushSets, Store};
+use pushwise_store::{PushSets, SaltState, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_loop;
+use crate::client_keys::ClientKeys;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -27,6 +28,9 @@ pub struct Server {
     reload_every: Duration,
     retention: Option<Duration>,
     metrics_listener: Option<TcpListener>,
+    /// The salt in use when the server started and how often it rotates (`None`: never, or a
+    /// database this process may not write).
+    rotation: Option<(SaltState, Duration)>,
 }
 
 /// Serves `listener` with `settings` until `shutdown` resolves (see [`Server::run`]), then
@@ -47,7 +51,12 @@ impl Server {
     /// Loads the newest push sets, starts the recorder (unless settings say not to record) and
     /// prepares what connections share. Fails only when the recorder's thread cannot start.
     pub async fn new(settings: Settings, store: Store) -> Result<Server, Error> {
-        let keyer = ClientKeyer::new(client_salt(&store).await?);
+        let salt = client_salt(&store).await?;
+        let keys = Arc::new(ClientKeys::new(salt.salt, settings.attribution_window));
+        let rotation = settings
+            .salt_rotation
+            .filter(|_| !store.is_read_only())
+            .map(|every| (salt, every));
         let metrics = Arc::new(Metrics::new());
         let sets = Arc::new(PushSets::new());
         if let Err(e) = sets.reload_if_newer(&store).await {
@@ -77,7 +86,7 @@ impl Server {
                 recorder,
                 access_log,
             },
-            keyer,
+            keys,
             sets,
             metrics,
             settings.tls,
@@ -89,6 +98,7 @@ impl Server {
             reload_every: settings.reload_every,
             retention: settings.retention,
             metrics_listener: settings.metrics_listener,
+            rotation,
         })
     }
 
@@ -150,6 +160,15 @@ impl Server {
             self.reload_every,
             stop.clone(),
         )));
+        if let Some((salt, every)) = self.rotation.take() {
+            tasks.push(tokio::spawn(rotation_loop(
+                self.store.clone(),
+                Arc::clone(&self.shared.keys),
+                salt,
+                every,
+                stop.clone(),
+            )));
+        }
         if let Some(keep) = self.retention.filter(|_| !self.store.is_read_only()) {
             tasks.push(tokio::spawn(retention_loop(
                 self.store.clone(),
@@ -163,15 +182,69 @@ impl Server {
 
 /// The client-key salt kept in the store; a read-only database without one yet gets a salt for
 /// this process only (keys are still hashed, they just do not match across restarts).
-async fn client_salt(store: &Store) -> Result<[u8; 32], Error> {
-    match store.salt().await {
+async fn client_salt(store: &Store) -> Result<SaltState, Error> {
+    match store.salt_state().await {
         Ok(s) => Ok(s),
         Err(e) => {
             tracing::warn!(error = %e, "no stored client salt; using a temporary one");
-            let mut s = [0u8; 32];
-            getrandom::fill(&mut s)
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt)
                 .map_err(|e| Error::config(format!("no OS randomness for a client salt: {e}")))?;
-            Ok(s)
+            Ok(SaltState {
+                salt,
+                since_ms: now_ms(),
+            })
+        }
+    }
+}
+
+/// Rotates the client-key salt every `every` (from the time the stored salt was put in use),
+/// with a hand-over around each rotation so visits in progress keep one key (see
+/// [`ClientKeys`]). The new salt goes into the store first: a restart keeps using it.
+async fn rotation_loop(
+    store: Store,
+    keys: Arc<ClientKeys>,
+    mut salt: SaltState,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let window = keys.window();
+    loop {
+        let due_ms = salt.since_ms.saturating_add(every.as_millis() as i64);
+        let until = |ms: i64| Duration::from_millis(ms.saturating_sub(now_ms()).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(until(due_ms - window.as_millis() as i64)) => {}
+            _ = stop.cancelled() => return,
+        }
+        keys.start_tracking();
+        tokio::select! {
+            _ = tokio::time::sleep(until(due_ms)) => {}
+            _ = stop.cancelled() => return,
+        }
+        let rotated = loop {
+            match store.rotate_salt(&salt.salt, now_ms()).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    // Keep the old salt (and the hand-over's tracking) until the store takes it.
+                    tracing::warn!(error = %e, "could not rotate the client-key salt; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        keys.rotate(rotated.salt);
+        tracing::info!("rotated the client-key salt");
+        salt = rotated;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(window) => {}
+                _ = stop.cancelled() => return,
+            }
+            if keys.finish_handover_if_idle() {
+                break;
+            }
         }
     }
 }

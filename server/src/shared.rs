@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pushwise_store::{ClientKeyer, PushSets};
+use pushwise_store::PushSets;
+
+use crate::client_keys::ClientKeys;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -17,7 +19,7 @@ pub struct Shared {
     pub origin: Origin,
     pub recorder: Option<Recorder>,
     pub access_log: Option<crate::access_log::AccessLog>,
-    pub keyer: ClientKeyer,
+    pub keys: Arc<ClientKeys>,
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<rustls::ServerConfig>,
@@ -43,7 +45,7 @@ impl Shared {
             recorder,
             access_log,
         }: Outputs,
-        keyer: ClientKeyer,
+        keys: Arc<ClientKeys>,
         sets: Arc<PushSets>,
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ServerConfig>,
@@ -55,7 +57,7 @@ impl Shared {
             origin,
             recorder,
             access_log,
-            keyer,
+            keys,
             sets,
             metrics,
             tls,

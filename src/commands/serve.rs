@@ -141,6 +141,8 @@ pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
         retention: (!a.read_only_db)
             .then(|| Duration::from_secs(u64::from(a.retention_days) * 86_400)),
         metrics_listener: None,
+        salt_rotation: (!a.salt_rotate_days.is_zero()).then_some(a.salt_rotate_days),
+        attribution_window: a.learn.window_secs,
         access_log: a.access_log.as_deref().map(AccessLogTarget::parse),
     };
     let listener = TcpListener::bind(a.listen)

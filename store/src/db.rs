@@ -47,6 +47,39 @@ pub struct Store {
     strings: StringIds,
 }
 
+const SALT_KEY: &str = "client_salt";
+const SALT_SINCE_KEY: &str = "client_salt_since_ms";
+
+/// The client-key salt in use and when it was put in use (milliseconds since the epoch).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaltState {
+    pub salt: [u8; 32],
+    pub since_ms: i64,
+}
+
+impl std::fmt::Debug for SaltState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The salt is the secret that keeps keys from being reversed: never print it.
+        f.debug_struct("SaltState")
+            .field("since_ms", &self.since_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fresh_salt() -> Result<[u8; 32], Error> {
+    let mut salt = [0u8; 32];
+    getrandom::fill(&mut salt)
+        .map_err(|e| Error::system(format!("no OS randomness for the client salt: {e}")))?;
+    Ok(salt)
+}
+
+fn decode_salt(hex_salt: &str) -> Result<[u8; 32], Error> {
+    hex::decode(hex_salt)
+        .map_err(|_| Error::corrupt("stored client salt is corrupt"))?
+        .try_into()
+        .map_err(|_| Error::corrupt("stored client salt has the wrong length"))
+}
+
 /// Creates a missing database file readable and writable by its owner only (0600, whatever the
 /// umask): it holds the client-key salt and who fetched what. SQLite gives the `-wal` and `-shm`
 /// files it creates beside it the same mode. A file that cannot be created here is left to
@@ -218,30 +251,60 @@ impl Store {
 
     /// The per-install secret salt for client keys, generated on first use and kept in the database.
     pub async fn salt(&self) -> Result<[u8; 32], Error> {
-        if let Some(hex_salt) = self.setting("client_salt").await? {
-            let bytes = hex::decode(&hex_salt)
-                .map_err(|_| Error::corrupt("stored client salt is corrupt"))?;
-            let salt: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| Error::corrupt("stored client salt has the wrong length"))?;
-            return Ok(salt);
+        Ok(self.salt_state().await?.salt)
+    }
+
+    /// The current client-key salt and since when it is in use, creating either if missing (a
+    /// database from before rotation gets "since now", so its first rotation is a full period
+    /// after the upgrade).
+    pub async fn salt_state(&self) -> Result<SaltState, Error> {
+        if self.setting(SALT_KEY).await?.is_none() {
+            // The salt is what keeps client keys from being reversed to addresses by brute force
+            // over the IPv4 space: it comes from the operating system's CSPRNG, never a seeded PRNG.
+            sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ($1, $2)")
+                .bind(SALT_KEY)
+                .bind(hex::encode(fresh_salt()?))
+                .execute(&self.pool)
+                .await?;
         }
-        // The salt is what keeps client keys from being reversed to addresses by brute force over
-        // the IPv4 space: it comes from the operating system's CSPRNG, never a seeded PRNG.
-        let mut salt = [0u8; 32];
-        getrandom::fill(&mut salt)
-            .map_err(|e| Error::system(format!("no OS randomness for the client salt: {e}")))?;
-        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('client_salt', ?)")
-            .bind(hex::encode(salt))
-            .execute(&self.pool)
-            .await?;
-        // Another process may have won the race: read back what is stored.
-        let stored = self.setting("client_salt").await?.unwrap_or_default();
-        let bytes =
-            hex::decode(stored).map_err(|_| Error::corrupt("stored client salt is corrupt"))?;
-        bytes
-            .try_into()
-            .map_err(|_| Error::corrupt("stored client salt has the wrong length"))
+        if self.setting(SALT_SINCE_KEY).await?.is_none() {
+            sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ($1, $2)")
+                .bind(SALT_SINCE_KEY)
+                .bind(crate::time::now_ms().to_string())
+                .execute(&self.pool)
+                .await?;
+        }
+        // Another process may have won either race: read back what is stored.
+        let salt = decode_salt(&self.setting(SALT_KEY).await?.unwrap_or_default())?;
+        let since_ms = self
+            .setting(SALT_SINCE_KEY)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::corrupt("stored client salt time is corrupt"))?;
+        Ok(SaltState { salt, since_ms })
+    }
+
+    /// Replaces the client-key salt `old` with a fresh one in use from `now_ms`, and returns the
+    /// salt now stored. Compare-and-set: if another process rotated first, its salt is kept and
+    /// returned, so two servers on one database never rotate twice.
+    pub async fn rotate_salt(&self, old: &[u8; 32], now_ms: i64) -> Result<SaltState, Error> {
+        let mut tx = self.pool.begin().await?;
+        let swapped = sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(hex::encode(fresh_salt()?))
+            .bind(SALT_KEY)
+            .bind(hex::encode(old))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if swapped == 1 {
+            sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")
+                .bind(now_ms.to_string())
+                .bind(SALT_SINCE_KEY)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.salt_state().await
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
@@ -687,6 +750,32 @@ mod tests {
             source: line.map(|_| 42),
             source_line: line,
         }
+    }
+
+    #[tokio::test]
+    async fn a_salt_rotates_once_even_when_two_processes_try_and_is_stable_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = Store::open(&path).await.unwrap();
+        let b = Store::open(&path).await.unwrap();
+        let first = a.salt_state().await.unwrap();
+        assert_eq!(
+            b.salt_state().await.unwrap(),
+            first,
+            "one salt per database"
+        );
+        assert_eq!(a.salt().await.unwrap(), first.salt);
+        let later = first.since_ms + 1_000;
+        let rotated = a.rotate_salt(&first.salt, later).await.unwrap();
+        assert_ne!(rotated.salt, first.salt);
+        assert_eq!(rotated.since_ms, later);
+        // The second process still holds the old salt: its rotation must not replace the new one.
+        let again = b.rotate_salt(&first.salt, later + 5).await.unwrap();
+        assert_eq!(again, rotated);
+        assert!(
+            !format!("{rotated:?}").contains("salt:"),
+            "the salt is never printed"
+        );
     }
 
     #[tokio::test]

@@ -61,6 +61,7 @@ impl Event {
     /// it owns (borrowed, interned strings cost nothing more). The recorder bounds its queue by
     /// the sum of these, so long paths cannot make a count-bounded queue grow without limit.
     pub fn memory_bytes(&self) -> usize {
+        #[expect(clippy::ptr_arg, reason = "borrowed or owned is the question asked")]
         fn owned(s: &Cow<'static, str>) -> usize {
             match s {
                 Cow::Borrowed(_) => 0,

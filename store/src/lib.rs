@@ -17,8 +17,8 @@ pub mod time;
 pub use client_key::ClientKeyer;
 pub use context::{Context, UaClass};
 pub use db::{
-    APPLICATION_ID, AssetCount, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, Store,
-    ViewCount,
+    APPLICATION_ID, AssetCount, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, SaltState,
+    Store, ViewCount,
 };
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};
