@@ -130,8 +130,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "PUSHWISE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The site's host names, so absolute Referers on any of them count as same-site (repeatable,
-    /// or comma-separated: example.com,www.example.com).
+    /// The site's host names (repeatable, or comma-separated: example.com,www.example.com;
+    /// `*.example.com` covers one label). Only requests for them are pushed to, hinted and
+    /// recorded, and absolute Referers on them count as same-site; requests for other names are
+    /// served plainly. Default: the names the certificate covers. `*` accepts any name.
     #[arg(long = "host", env = "PUSHWISE_HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
     /// Serve from a database this process may only read (a replica, a read-only mount): push sets

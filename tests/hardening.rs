@@ -918,3 +918,68 @@ fn shutdown_closes_requests_still_in_flight_after_the_grace_period_and_keeps_rec
         .count();
     assert_eq!(fast, 3, "every answered request was recorded before exit");
 }
+
+#[test]
+fn without_host_flags_only_the_names_the_certificate_covers_get_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec![
+        "shop.example".to_string(),
+        "*.cdn.example".to_string(),
+    ])
+    .unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let db = dir.path().join("pushwise.db");
+    prepare_sets(&db, &[("/", &["/css/site.css", "/js/app.js"])]);
+    let s = Server::start_with_db(
+        &[
+            "--root",
+            site().to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--holdout",
+            "0",
+            "--analyze-every",
+            "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        dir,
+        db,
+    );
+    let announced = |authority: Option<&str>| {
+        let h = authority.map(|a| format!(":authority: {a}"));
+        let mut args: Vec<&str> = h.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        let url = s.url("/");
+        args.push(&url);
+        let out = nghttp(&args);
+        assert!(out.contains(":status: 200"), "{out}");
+        let mut sent = promised_paths(&out);
+        sent.extend(early_hint_links(&out));
+        !sent.is_empty()
+    };
+    assert!(
+        !announced(None),
+        "by IP literal: not a name the certificate covers"
+    );
+    assert!(!announced(Some("evil.example")));
+    assert!(
+        !announced(Some("a.b.cdn.example")),
+        "a wildcard covers one label"
+    );
+    assert!(announced(Some("SHOP.example:8443")));
+    assert!(announced(Some("img.cdn.example")));
+    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    assert!(
+        metrics.contains("pushwise_foreign_host_requests_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        s.stderr().contains("shop.example,*.cdn.example"),
+        "{}",
+        s.stderr()
+    );
+}

@@ -189,11 +189,13 @@ pub struct Settings {
 
 impl Config {
     /// Whether a request for `authority` (`host[:port]`) may be pushed to, hinted and learned
-    /// from: any host when no `--host` is configured, else only those. A request for another
-    /// name (a scanner's IP-literal Host, a domain pointed at the server by someone else) is
-    /// still served, but it neither receives this site's sets nor teaches them.
+    /// from: only the configured hosts (`--host`, by default the names the certificate covers),
+    /// any host when the list is empty or holds `*`. `*.example.com` covers one label, as in a
+    /// certificate: `www.example.com`, not `example.com` nor `a.b.example.com`. A request for
+    /// another name (a scanner's IP-literal Host, a domain pointed at the server by someone else)
+    /// is still served, but it neither receives this site's sets nor teaches them.
     pub fn serves_host(&self, authority: &str) -> bool {
-        if self.hosts.is_empty() {
+        if self.hosts.is_empty() || self.hosts.iter().any(|h| h == "*") {
             return true;
         }
         let host = match authority.strip_prefix('[') {
@@ -207,9 +209,18 @@ impl Config {
             }),
         };
         let host = host.trim_end_matches('.');
-        self.hosts
-            .iter()
-            .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
+        if host.is_empty() {
+            return false;
+        }
+        self.hosts.iter().any(|h| {
+            let h = h.trim_end_matches('.');
+            match h.strip_prefix("*.") {
+                Some(parent) => host.split_once('.').is_some_and(|(label, rest)| {
+                    !label.is_empty() && rest.eq_ignore_ascii_case(parent)
+                }),
+                None => h.eq_ignore_ascii_case(host),
+            }
+        })
     }
 }
 
@@ -242,6 +253,19 @@ mod tests {
         }
         c.hosts = vec!["::1".into()];
         assert!(c.serves_host("[::1]:8443"));
+        c.hosts = vec!["*.example.com".into()];
+        assert!(c.serves_host("www.example.com") && c.serves_host("CDN.Example.com:443"));
+        for no in [
+            "example.com",
+            "a.b.example.com",
+            ".example.com",
+            "wwwexample.com",
+            "*.example.com.evil",
+        ] {
+            assert!(!c.serves_host(no), "{no}");
+        }
+        c.hosts = vec!["example.com".into(), "*".into()];
+        assert!(c.serves_host("203.0.113.7"));
     }
 
     #[test]

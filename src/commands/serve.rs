@@ -25,14 +25,14 @@ use crate::cli::{PushModeArg, ServeArgs};
 use crate::signal::shutdown_signal;
 
 /// The request path's configuration from the flags (each already validated by its parser).
-fn config(a: &ServeArgs) -> Config {
+fn config(a: &ServeArgs) -> anyhow::Result<Config> {
     if a.early_hints_h1 {
         tracing::warn!(
             "--early-hints-h1: the HTTP/1.1 stack cannot send 103 yet; HTTP/1.1 page views get Link headers on the final response"
         );
     }
-    Config {
-        hosts: a.hosts.clone(),
+    Ok(Config {
+        hosts: site_hosts(a)?,
         keep_query: a.keep_query,
         push_mode: match a.push_mode {
             PushModeArg::Push => PushMode::Push,
@@ -57,7 +57,7 @@ fn config(a: &ServeArgs) -> Config {
         max_pending_resets: a.limits.max_pending_resets,
         trusted_proxies: a.trusted_proxies.clone(),
         ..Config::default()
-    }
+    })
 }
 
 /// The `max-age` of a Cache-Control value: the digest cookie must not outlive the assets' freshness.
@@ -100,6 +100,26 @@ fn tls_config(a: &ServeArgs) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     })
 }
 
+/// The host names pushed to, hinted and learned from: `--host`, or else every name the
+/// certificate covers (a request for any other name is served but teaches and receives nothing).
+fn site_hosts(a: &ServeArgs) -> anyhow::Result<Vec<String>> {
+    if !a.hosts.is_empty() {
+        return Ok(a.hosts.clone());
+    }
+    let names = match &a.tls_cert {
+        Some(c) => tls::names_in_pem_file(c)?,
+        None => tls::SELF_SIGNED_NAMES.map(String::from).to_vec(),
+    };
+    if names.is_empty() {
+        tracing::warn!(
+            "the certificate names no host (no subjectAltName): sets go to any Host; set --host"
+        );
+    } else {
+        tracing::info!(hosts = %names.join(","), "sets only for the certificate's names (change with --host)");
+    }
+    Ok(names)
+}
+
 /// Opens the database for serving, after the listeners are bound (a start that fails on its port
 /// leaves no database behind). Read-write, creating it if missing; with `--read-only-db`, an
 /// existing pushwise database read-only. A database that cannot be written is refused with its
@@ -126,7 +146,7 @@ async fn open_for_serving(db: &Path, read_only: bool) -> anyhow::Result<Store> {
 pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
     let learn_params = a.learn.params();
     let mut settings = Settings {
-        config: config(&a),
+        config: config(&a)?,
         origin: origin(&a)?,
         tls: tls_config(&a)?,
         recorder: (!a.no_record && !a.read_only_db).then(|| RecorderConfig {
