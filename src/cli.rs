@@ -244,6 +244,11 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", env = "PUSHWISE_TRUSTED_PROXY", value_delimiter = ',',
           value_parser = cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Views of one page from one network (a /24 of IPv4, a /64 of IPv6) learned from per 10
+    /// minutes; more are served and recorded but teach nothing, so one host rotating its
+    /// User-Agent cannot pose as a crowd (0: no cap).
+    #[arg(long, env = "PUSHWISE_PREFIX_CAP", default_value_t = 10)]
+    pub prefix_cap: u32,
     /// Serve files and directories whose name starts with a dot (.git/, .env). Off by default;
     /// /.well-known/ is always served.
     #[arg(long, env = "PUSHWISE_SERVE_DOTFILES")]
@@ -598,6 +603,11 @@ pub struct ImportArgs {
     /// Extensions that are pages (besides paths ending in / or without extension).
     #[arg(long, value_delimiter = ',', default_value = "html,htm,php")]
     pub page_ext: Vec<String>,
+    /// Views of one page from one network (/24, /64) learned from per 10 minutes of the log's
+    /// time, as `serve --prefix-cap` (0: no cap). Lines whose client is not an address are not
+    /// capped.
+    #[arg(long, env = "PUSHWISE_PREFIX_CAP", default_value_t = 10)]
+    pub prefix_cap: u32,
     /// Print one JSON report per file (lines, imported, skipped by reason) instead of text.
     #[arg(long)]
     pub json: bool,

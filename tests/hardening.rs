@@ -14,7 +14,8 @@ use common::*;
 
 const MIB: u64 = 1024 * 1024;
 
-/// An upstream that reads each request's body whole (by its Content-Length) before answering
+/// An upstream that reads each request's body whole (by its Content-Length, or to its last
+/// chunk) before answering
 /// `200 ok`, after `delay`; counts connections open at once (`open`), at most (`peak`), and
 /// those the proxy closed while a request waited for its answer (`cancelled`).
 fn reading_upstream(
@@ -69,13 +70,31 @@ fn serve_reading(c: &mut std::net::TcpStream, delay: Duration) -> Ended {
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        while buf.len() < head_end + len {
+        // A chunked body (no Content-Length: the proxy streams it) ends with its last chunk; the
+        // answer waits for it, so a body the proxy cuts never gets a 200 first.
+        let chunked = head.contains("transfer-encoding: chunked");
+        let body_end = |buf: &[u8]| -> Option<usize> {
+            if !chunked {
+                return (buf.len() >= head_end + len).then_some(head_end + len);
+            }
+            let body = &buf[head_end..];
+            if body.starts_with(b"0\r\n\r\n") {
+                return Some(head_end + 5);
+            }
+            body.windows(7)
+                .position(|w| w == b"\r\n0\r\n\r\n")
+                .map(|i| head_end + i + 7)
+        };
+        let end = loop {
+            if let Some(end) = body_end(&buf) {
+                break end;
+            }
             match c.read(&mut chunk) {
                 Ok(0) | Err(_) => return Ended::Closed,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
-        }
-        buf.drain(..head_end + len);
+        };
+        buf.drain(..end);
         // "Think" for `delay`, noticing if the proxy gives up on the request meanwhile.
         if !delay.is_zero() {
             let _ = c.set_read_timeout(Some(delay));
@@ -981,5 +1000,154 @@ fn without_host_flags_only_the_names_the_certificate_covers_get_sets() {
         s.stderr().contains("shop.example,*.cdn.example"),
         "{}",
         s.stderr()
+    );
+}
+
+/// A log of `/p.html` views fetching `/a.css`: one from each of 100 networks over 50 minutes,
+/// and 200 from one /24 in 400 seconds, each with its own User-Agent, fetching `/evil.png` too.
+/// In time order, as a server writes its log.
+fn poisoning_log() -> String {
+    let line = |ip: &str, t: i64, path: &str, referer: &str, ua: &str| {
+        let date = pushwise_store::time::format_clf_date(1_767_225_600_000 + t * 1000, 0);
+        let l =
+            format!("{ip} - - [{date}] \"GET {path} HTTP/1.1\" 200 5000 \"{referer}\" \"{ua}\"\n");
+        (t, l)
+    };
+    let r = "https://example.com/p.html";
+    let mut lines = Vec::new();
+    for i in 0..100 {
+        let ip = format!("11.{i}.0.1");
+        lines.push(line(&ip, i * 30, "/p.html", "-", BROWSER_UA));
+        lines.push(line(&ip, i * 30 + 1, "/a.css", r, BROWSER_UA));
+    }
+    for i in 0..200 {
+        let (ip, ua) = (
+            format!("203.0.113.{}", i % 250 + 1),
+            format!("{BROWSER_UA} r{i}"),
+        );
+        lines.push(line(&ip, 100 + i * 2, "/p.html", "-", &ua));
+        lines.push(line(&ip, 100 + i * 2, "/a.css", r, &ua));
+        lines.push(line(&ip, 101 + i * 2, "/evil.png", r, &ua));
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    lines.into_iter().map(|(_, l)| l).collect()
+}
+
+#[test]
+fn one_network_rotating_user_agents_cannot_put_an_asset_in_a_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.log");
+    std::fs::write(&log, poisoning_log()).unwrap();
+    let learned = |cap: &str| {
+        let db = dir.path().join(format!("cap-{cap}.db"));
+        let log = log.to_str().unwrap();
+        pushwise(
+            &db,
+            &["import", log, "--host", "example.com", "--prefix-cap", cap],
+        );
+        pushwise(&db, &["threshold", "set", "0.3", "--min-support", "5"]);
+        pushwise(&db, &["analyze", "--once"]);
+        let d = pushwise_json(
+            &db,
+            &[
+                "plan",
+                "--page",
+                "/p.html",
+                "--user-agent",
+                BROWSER_UA,
+                "--json",
+            ],
+        );
+        let over = events(&db).iter().filter(|e| e.over_cap).count();
+        let assets: Vec<String> = d["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["path"].as_str().unwrap().to_string())
+            .collect();
+        (assets, over)
+    };
+    // The default cap: the network teaches 10 views in its window; the other 190 are recorded
+    // as over the cap, and /evil.png (10 of 110 views) stays out.
+    let (assets, over) = learned("10");
+    assert_eq!(assets, ["/a.css"]);
+    assert_eq!(over, 190);
+    // Without the cap the same log puts it in the set (200 of 300 views): the cap is what held.
+    let (assets, over) = learned("0");
+    assert!(assets.contains(&"/evil.png".to_string()), "{assets:?}");
+    assert_eq!(over, 0);
+}
+
+#[test]
+fn the_server_marks_page_views_over_their_networks_cap_and_counts_them() {
+    // Behind a trusted proxy, as in production: the client is the X-Forwarded-For address.
+    let s = serve_site(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--prefix-cap",
+        "10",
+        "--batch-interval-ms",
+        "20",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let view = |from: &str, ua: &str| {
+        let xff = format!("X-Forwarded-For: {from}");
+        let o = run(
+            "curl",
+            &[
+                "-sk",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &xff,
+                "-A",
+                ua,
+                &s.url("/"),
+            ],
+        );
+        assert_eq!(text(&o), "200");
+    };
+    for i in 0..15 {
+        view(
+            &format!("203.0.113.{}", i + 1),
+            &format!("{BROWSER_UA} r{i}"),
+        );
+    }
+    for _ in 0..3 {
+        view("198.51.100.1", BROWSER_UA);
+    }
+    // Assets are never capped, only page views.
+    for _ in 0..12 {
+        let o = run(
+            "curl",
+            &[
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-H",
+                "X-Forwarded-For: 203.0.113.99",
+                &s.url("/css/site.css"),
+            ],
+        );
+        assert!(o.status.success());
+    }
+    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    assert!(
+        metrics.contains("pushwise_limit_hits_total{limit=\"prefix_cap\"} 5"),
+        "{metrics}"
+    );
+    let mut s = s;
+    assert_eq!(s.stop(), 0);
+    let ev = events(&s.db);
+    let over: Vec<_> = ev.iter().filter(|e| e.over_cap).collect();
+    assert_eq!(over.len(), 5, "{over:?}");
+    assert!(over.iter().all(|e| e.path == "/" && e.is_page));
+    assert_eq!(
+        ev.iter().filter(|e| e.path == "/" && !e.over_cap).count(),
+        13
     );
 }

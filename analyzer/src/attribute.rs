@@ -18,6 +18,9 @@ pub struct View {
     pub ts_ms: i64,
     pub context: Context,
     pub holdout: bool,
+    /// Over its network's learning cap ([`pushwise_store::PrefixCap`]): its assets are
+    /// attributed to it (so they are not taken for another view's) but it teaches nothing.
+    pub over_cap: bool,
     /// Assets the client asked for (2xx or 304), with delay after the page request, deduplicated.
     pub needed: Vec<(u32, i64)>,
     /// Assets pushed, hinted or skipped-as-cached on this view: their need is unknown here.
@@ -189,6 +192,7 @@ impl Client<'_> {
                 ts_ms: e.ts_ms,
                 context: Context::from_parts(UaClass::from_browser(e.browser), e.referer.is_none()),
                 holdout: e.holdout,
+                over_cap: e.over_cap,
                 needed: Vec::new(),
                 unknown: Vec::new(),
             });

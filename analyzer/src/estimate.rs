@@ -99,7 +99,11 @@ pub fn estimate<'a>(
 
 /// Adds one view with weight `w` to its page's estimate in its context, and page-wide when it is a
 /// browser's (crawlers' views are kept apart: they say nothing about what a browser fetches).
+/// A view over its network's learning cap adds nothing.
 pub fn add_view(est: &mut Estimates, v: &View, w: f64) {
+    if v.over_cap {
+        return;
+    }
     for context in contexts_of(v.context) {
         let key = (v.page, context);
         let pe = est.entry(key).or_default();

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use pushwise_store::event::{method, normalize_path, recorded_path};
 use pushwise_store::time::parse_clf_date;
-use pushwise_store::{ClientKeyer, Event, PushMark, Referer, Store, UaClass};
+use pushwise_store::{ClientKeyer, Event, PrefixCap, PushMark, Referer, Store, UaClass};
 
 use crate::error::Error;
 
@@ -238,6 +238,9 @@ pub struct ImportOptions {
     pub hosts: Vec<String>,
     pub keep_query: bool,
     pub pages: PageRule,
+    /// The learning cap per network, shared by every file of one import (lines whose client
+    /// field is not an address, such as pushwise's own access log, are not capped).
+    pub prefix_cap: Arc<PrefixCap>,
 }
 
 /// What an import did.
@@ -405,13 +408,20 @@ fn event_of(
     (fingerprint, line_no): (i64, u64),
 ) -> Event {
     let path = normalize_path(l.target, opts.keep_query);
+    let is_page = opts.pages.is_page(&path);
+    let over_cap = is_page
+        && (200..300).contains(&l.status)
+        && l.method == "GET"
+        && l.ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| !opts.prefix_cap.admit(ip, &path, l.ts_ms));
     Event {
         ts_ms: l.ts_ms,
         client: keyer.key(l.ip, l.user_agent),
         conn_id: 0,
         stream_id: 0,
         method: method(l.method),
-        is_page: opts.pages.is_page(&path),
+        is_page,
         // As the server records them: error responses under one path (bot probes would
         // otherwise each become a dictionary row).
         path: recorded_path(path, l.status),
@@ -423,6 +433,7 @@ fn event_of(
         cacheable: true,
         push: PushMark::Requested,
         holdout: false,
+        over_cap,
         source: Some(fingerprint),
         source_line: Some(line_no as i64),
     }

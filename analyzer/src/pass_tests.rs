@@ -62,6 +62,7 @@ fn event(ts: i64, client: i64, path: &str, page: bool, referer: Referer) -> Even
         cacheable: true,
         push: PushMark::Requested,
         holdout: false,
+        over_cap: false,
         source: None,
         source_line: None,
     }
@@ -79,6 +80,8 @@ fn events_of(visits: &[Visit], base: i64) -> Vec<Event> {
         };
         let mut page = event(t, v.client, PAGES[v.page], true, referer);
         page.browser = v.browser;
+        // Some views are over their network's cap: they must teach nothing, however cut.
+        page.over_cap = v.ts % 7 == 0;
         out.push(page);
         let mut prev = PAGES[v.page];
         for &(a, delay, how) in &v.assets {

@@ -74,7 +74,7 @@ impl Tally {
     ) {
         let (views, unattributed) = attribute_with(events, lp, names);
         self.unattributed += unattributed;
-        for view in &views {
+        for view in views.iter().filter(|v| !v.over_cap) {
             let w = self.weight(view.ts_ms, may_move);
             self.views += 1;
             add_view(&mut self.est, view, w);

@@ -45,6 +45,7 @@ impl Ev {
             cacheable: true,
             push,
             holdout: false,
+            over_cap: false,
             source: 0,
             fetch: true,
             head: false,

@@ -29,6 +29,7 @@ fn event(i: u64) -> Event {
         cacheable: true,
         push: PushMark::Requested,
         holdout: false,
+        over_cap: false,
         source: None,
         source_line: None,
     }

@@ -132,6 +132,9 @@ pub struct Config {
     pub access_log: bool,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of pushwise).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Views of one page from one network (/24, /64) learned from per window
+    /// ([`pushwise_store::prefix_cap::WINDOW_MS`]); more are recorded as over the cap. 0: no cap.
+    pub prefix_cap: u32,
 }
 
 impl Default for Config {
@@ -159,6 +162,7 @@ impl Default for Config {
             max_pending_resets: 20,
             access_log: false,
             trusted_proxies: Vec::new(),
+            prefix_cap: 10,
         }
     }
 }

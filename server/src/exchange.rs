@@ -15,7 +15,7 @@ use pushwise_store::{Event, PushMark, Referer};
 
 use crate::body::Body;
 use crate::conn::ConnState;
-use crate::metrics::{Protocol, RequestLabels, StatusClass};
+use crate::metrics::{Limit, Protocol, RequestLabels, StatusClass};
 use crate::shared::Shared;
 
 /// What is known of a request when it arrives.
@@ -34,6 +34,9 @@ pub struct ReqInfo {
     /// The raw headers, kept only for `--access-log` lines.
     pub user_agent: Option<String>,
     pub raw_referer: Option<String>,
+    /// The client's address (the peer's, or from a trusted proxy's `X-Forwarded-For`): in memory
+    /// only, for the learning cap per network ([`pushwise_store::PrefixCap`]); never recorded.
+    pub client_ip: std::net::IpAddr,
     /// For a host name not among `--host` ([`Config::serves_host`]): served, never recorded.
     ///
     /// [`Config::serves_host`]: crate::config::Config::serves_host
@@ -68,7 +71,14 @@ impl ReqInfo {
             }
         };
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let ip = if conn.peer_trusted {
+            let trusted = &shared.config.trusted_proxies;
+            crate::forwarded::client_ip(client_ip, headers, trusted)
+        } else {
+            client_ip
+        };
         ReqInfo {
+            client_ip: ip,
             started: Instant::now(),
             ts_ms: pushwise_store::time::now_ms(),
             method: pushwise_store::event::method(parts.method.as_str()),
@@ -78,8 +88,6 @@ impl ReqInfo {
                 0
             } else if conn.peer_trusted {
                 // Many clients share a proxy's connection: no per-connection cache.
-                let trusted = &shared.config.trusted_proxies;
-                let ip = crate::forwarded::client_ip(client_ip, headers, trusted);
                 shared.keys.key(&ip.to_string(), ua)
             } else {
                 let epoch = shared.keys.cache_epoch();
@@ -192,6 +200,15 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
         }
     }
     if let Some(rec) = shared.recorder.as_ref().filter(|_| !req.foreign_host) {
+        // A page view the learner could learn from counts against its network's cap.
+        let over_cap = resp.is_page
+            && resp.push == PushMark::Requested
+            && (200..300).contains(&resp.status)
+            && req.method == "GET"
+            && !shared.prefix_cap.admit(req.client_ip, &req.path, req.ts_ms);
+        if over_cap {
+            shared.metrics.limit(Limit::prefix_cap);
+        }
         rec.record(Event {
             ts_ms: req.ts_ms,
             client: req.client,
@@ -214,6 +231,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             cacheable: resp.cacheable,
             push: resp.push,
             holdout: resp.holdout,
+            over_cap,
             source: None,
             source_line: None,
         });

@@ -144,10 +144,12 @@ pub enum Limit {
     pending_resets,
     /// An event dropped because the events waiting to be written held `--queue-bytes` already.
     recorder_bytes,
+    /// A page view over its network's `--prefix-cap`: served and recorded, not learned from.
+    prefix_cap,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 7] = [
+    pub const ALL: [Limit; 8] = [
         Limit::connections,
         Limit::streams,
         Limit::request_body_size,
@@ -155,6 +157,7 @@ impl Limit {
         Limit::send_time,
         Limit::pending_resets,
         Limit::recorder_bytes,
+        Limit::prefix_cap,
     ];
 }
 

@@ -420,6 +420,7 @@ mod tests {
             cacheable: true,
             push: PushMark::Requested,
             holdout: false,
+            over_cap: false,
             source: None,
             source_line: None,
         }

@@ -20,6 +20,8 @@ pub struct Shared {
     pub recorder: Option<Recorder>,
     pub access_log: Option<crate::access_log::AccessLog>,
     pub keys: Arc<ClientKeys>,
+    /// Page views each network may teach per page per window ([`Config::prefix_cap`]).
+    pub prefix_cap: pushwise_store::PrefixCap,
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<rustls::ServerConfig>,
@@ -53,6 +55,7 @@ impl Shared {
         Shared {
             connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.get())),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams.get())),
+            prefix_cap: pushwise_store::PrefixCap::new(config.prefix_cap),
             config,
             origin,
             recorder,

@@ -23,6 +23,7 @@ pub async fn run(db: &Path, a: ImportArgs) -> anyhow::Result<()> {
         },
         hosts: a.hosts.clone(),
         keep_query: a.keep_query,
+        prefix_cap: std::sync::Arc::new(pushwise_store::PrefixCap::new(a.prefix_cap)),
         pages: PageRule {
             extensions: a
                 .page_ext

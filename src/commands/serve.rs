@@ -56,6 +56,7 @@ fn config(a: &ServeArgs) -> anyhow::Result<Config> {
         handshake_timeout: a.limits.handshake_timeout,
         max_pending_resets: a.limits.max_pending_resets,
         trusted_proxies: a.trusted_proxies.clone(),
+        prefix_cap: a.prefix_cap,
         ..Config::default()
     })
 }

@@ -747,6 +747,7 @@ mod tests {
             cacheable: true,
             push: PushMark::Requested,
             holdout: false,
+            over_cap: false,
             source: line.map(|_| 42),
             source_line: line,
         }
@@ -830,6 +831,7 @@ mod tests {
             cacheable: i % 4 != 1,
             push: PushMark::from_i64(i % 5),
             holdout: i % 6 == 0,
+            over_cap: i % 7 == 3,
             source: None,
             source_line: None,
         }
@@ -840,7 +842,7 @@ mod tests {
         sqlx::query(
             "SELECT ts_ms, client, conn_id, stream_id, method, path, status, bytes, content_type, \
              referer, referer_external, is_page, browser, cacheable, push, holdout, source, \
-             source_line FROM events ORDER BY id",
+             source_line, over_cap FROM events ORDER BY id",
         )
         .fetch_all(&s.pool)
         .await
@@ -866,6 +868,7 @@ mod tests {
             cacheable: r.get(13),
             push: PushMark::from_i64(r.get(14)),
             holdout: r.get(15),
+            over_cap: r.get(18),
             source: r.get(16),
             source_line: r.get(17),
         })
@@ -1006,6 +1009,8 @@ mod tests {
             .map(|i| Event {
                 source: (i % 2 == 0).then_some(9),
                 source_line: (i % 2 == 0).then_some(i),
+                // The first schema had no such fact.
+                over_cap: false,
                 ..varied(i)
             })
             .collect();

@@ -52,6 +52,9 @@ pub struct Event {
     pub cacheable: bool,
     pub push: PushMark,
     pub holdout: bool,
+    /// A page view over its network prefix's learning cap ([`crate::PrefixCap`]): recorded, never
+    /// learned from.
+    pub over_cap: bool,
     pub source: Option<i64>,
     pub source_line: Option<i64>,
 }

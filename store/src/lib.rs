@@ -10,6 +10,7 @@ pub mod context;
 mod db;
 pub mod error;
 pub mod event;
+pub mod prefix_cap;
 pub mod rows;
 pub mod sets;
 pub mod time;
@@ -22,4 +23,5 @@ pub use db::{
 };
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};
+pub use prefix_cap::PrefixCap;
 pub use sets::PushSets;

@@ -23,6 +23,8 @@ pub struct EventRow {
     pub cacheable: bool,
     pub push: i64,
     pub holdout: bool,
+    /// A page view over its network prefix's learning cap: never learned from.
+    pub over_cap: bool,
     /// The import this event came from (its file fingerprint), 0 for live traffic.
     pub source: i64,
     /// A GET or HEAD (see [`is_fetch`](crate::event::is_fetch)).
@@ -460,6 +462,7 @@ mod tests {
             cacheable: true,
             push: 0,
             holdout: false,
+            over_cap: false,
             source: 0,
             fetch: true,
             head,

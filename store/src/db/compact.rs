@@ -26,7 +26,7 @@ const MAX_CHUNK: usize = 512;
 /// dictionary can be large; the cache is an optimisation, never the source of truth).
 const MAX_CACHED: usize = 200_000;
 
-/// The six small per-event facts packed into `event_log.flags`.
+/// The seven small per-event facts packed into `event_log.flags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Flags(pub(super) i64);
 
@@ -39,7 +39,8 @@ impl Flags {
                 | bit(e.browser, 2)
                 | bit(e.cacheable, 3)
                 | bit(e.holdout, 4)
-                | ((e.push as i64 & 7) << 5),
+                | ((e.push as i64 & 7) << 5)
+                | bit(e.over_cap, 8),
         )
     }
     fn bit(self, at: u32) -> bool {
@@ -62,6 +63,9 @@ impl Flags {
     }
     pub(super) fn push(self) -> i64 {
         (self.0 >> 5) & 7
+    }
+    pub(super) fn over_cap(self) -> bool {
+        self.bit(8)
     }
 }
 
@@ -360,7 +364,7 @@ mod tests {
             PushMark::SkippedDigest,
             PushMark::Hinted,
         ] {
-            for bits in 0..32u8 {
+            for bits in 0..64u8 {
                 let e = Event {
                     referer: if bits & 1 == 1 {
                         Referer::External
@@ -371,6 +375,7 @@ mod tests {
                     browser: bits & 4 != 0,
                     cacheable: bits & 8 != 0,
                     holdout: bits & 16 != 0,
+                    over_cap: bits & 32 != 0,
                     push,
                     ..crate::db::tests::ev(0, None)
                 };
@@ -380,6 +385,7 @@ mod tests {
                 assert_eq!(f.browser(), e.browser);
                 assert_eq!(f.cacheable(), e.cacheable);
                 assert_eq!(f.holdout(), e.holdout);
+                assert_eq!(f.over_cap(), e.over_cap);
                 assert_eq!(PushMark::from_i64(f.push()), push);
             }
         }

@@ -228,6 +228,7 @@ impl Store {
                         cacheable: flags.cacheable(),
                         push: flags.push(),
                         holdout: flags.holdout(),
+                        over_cap: flags.over_cap(),
                         source: source.unwrap_or(0),
                         fetch: dict.get(method).is_some_and(crate::event::is_fetch),
                         head: dict.get(method) == Some("HEAD"),
