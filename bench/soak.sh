@@ -6,7 +6,9 @@
 #   bash bench/soak.sh [seconds=600] [connections=1000] [streams-per-connection=10]
 #
 # Loopback, the example site (pages and assets in turn), h2load as the client with a browser
-# User-Agent, `--analyze-every 10`. Bounded: h2load runs for SECONDS, the server gets 60 s to
+# User-Agent, `--analyze-every 10`, `--max-streams 16384` (1,000 x 10 = 10,000 streams in flight
+# is more than the default cap of 8,192, which would refuse some by design; MAX_STREAMS=8192
+# shows that). Bounded: h2load runs for SECONDS, the server gets 60 s to
 # drain after SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WO
 
 "$BIN" --db "$WORK/soak.db" serve --root examples/site --listen 127.0.0.1:0 \
   --metrics-listen 127.0.0.1:0 --analyze-every 10 --max-connections 4096 \
+  --max-streams "${MAX_STREAMS:-16384}" \
   >"$WORK/out" 2>"$WORK/err" &
 PID=$!
 for _ in $(seq 200); do grep -q '^metrics on' "$WORK/out" 2>/dev/null && break; sleep 0.05; done
@@ -51,6 +54,7 @@ grep -E '^(finished in|requests:|status codes:|traffic:)' "$WORK/h2load" || tail
 
 PEAK_KB=$(tail -1 "$WORK/rss" | awk '{ for (i = 1; i < NF; i++) if ($i == "VmHWM:") print $(i + 1) }')
 END_KB=$(tail -1 "$WORK/rss" | awk '{ for (i = 1; i < NF; i++) if ($i == "VmRSS:") print $(i + 1) }')
+curl -s "$METRICS" | grep '^pushwise_limit_hits_total' | awk '$2 != 0' >"$WORK/limits" || true
 RUNS=$(metric pushwise_analyzer_runs_total)
 FAILURES=$(metric pushwise_analyzer_failures_total)
 kill -TERM "$PID"
@@ -68,6 +72,7 @@ echo "requests:            ${OK} succeeded, ${FAILED} failed, ${ERRORED} errored
 echo "peak RSS:            $(( ${PEAK_KB:-0} / 1024 )) MiB (at the end of load: $(( ${END_KB:-0} / 1024 )) MiB)"
 echo "recorder:            ${WRITTEN:-?} written, ${DROPPED:-?} dropped; ${EVENTS} events in the database (${DB_MB} MiB)"
 echo "analyzer:            ${RUNS:-?} passes, ${FAILURES:-?} failed"
+echo "limits hit:          $(tr '\n' ' ' <"$WORK/limits")"
 echo "exit after SIGTERM:  $CODE"
 STATUS=0
 [ "$CODE" = 0 ] || { echo "FAIL: exit code $CODE"; STATUS=1; }

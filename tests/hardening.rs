@@ -264,19 +264,8 @@ fn stalled_request_bodies_are_cut_at_the_body_timeout_and_pin_little_memory() {
         "closed within the body timeout (3 s) and some slack, took {:?}",
         started.elapsed()
     );
-    let o = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &server.url("/"),
-        ],
-    );
-    assert_eq!(text(&o), "200", "a normal client is still served");
+    let o = http_status(&server.url("/"), &[]);
+    assert_eq!(o, "200", "a normal client is still served");
 }
 
 #[test]
@@ -302,21 +291,8 @@ fn request_bodies_over_the_limit_get_413_declared_or_not() {
         resp.await.unwrap().status()
     });
     assert_eq!(declared, 413);
-    let fits = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-            &"x".repeat(1000),
-            &server.url("/form"),
-        ],
-    );
-    assert_eq!(text(&fits), "200");
+    let fits = http_status(&server.url("/form"), &["--data-binary", &"x".repeat(1000)]);
+    assert_eq!(fits, "200");
     // No Content-Length: the limit is found while streaming.
     let status = rt().block_on(async {
         let (send, _conn) = h2_connect(server.port, &tls, &h2::client::Builder::new()).await;
@@ -410,19 +386,8 @@ fn rapid_reset_gets_goaway_and_never_exceeds_the_upstream_pool() {
         peak.load(Ordering::SeqCst)
     );
     assert!(rss_bytes(pid).saturating_sub(before) <= 256 * MIB);
-    let o = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &server.url("/"),
-        ],
-    );
-    assert_eq!(text(&o), "200", "a normal client is still served");
+    let o = http_status(&server.url("/"), &[]);
+    assert_eq!(o, "200", "a normal client is still served");
 }
 
 #[test]
@@ -513,23 +478,8 @@ fn connections_over_the_cap_are_closed_and_silent_ones_after_the_handshake_timeo
         assert_eq!(c.read(&mut b).unwrap_or(0), 0);
     }
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-    let o = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &server.url("/"),
-        ],
-    );
-    assert_eq!(
-        text(&o),
-        "200",
-        "a normal client is served once slots are free"
-    );
+    let o = http_status(&server.url("/"), &[]);
+    assert_eq!(o, "200", "a normal client is served once slots are free");
 }
 
 #[test]
@@ -577,21 +527,7 @@ fn a_client_that_stops_reading_is_reset_after_the_send_timeout() {
 #[test]
 fn a_flood_of_path_variants_adds_few_dictionary_rows() {
     let mut server = serve_site(&[]);
-    let run_ok = |path: &str| {
-        let o = run(
-            "curl",
-            &[
-                "-sk",
-                "--http2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &server.url(path),
-            ],
-        );
-        text(&o)
-    };
+    let run_ok = |path: &str| http_status(&server.url(path), &[]);
     // Variants of a real file are that file.
     for v in [
         "//index.html",
@@ -878,19 +814,8 @@ fn shutdown_closes_requests_still_in_flight_after_the_grace_period_and_keeps_rec
         &["--shutdown-grace", "2", "--upstream-timeout", "120"],
     );
     for _ in 0..3 {
-        let o = run(
-            "curl",
-            &[
-                "-sk",
-                "--http2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &server.url("/fast"),
-            ],
-        );
-        assert_eq!(text(&o), "200");
+        let o = http_status(&server.url("/fast"), &[]);
+        assert_eq!(o, "200");
     }
     let mut slow = std::process::Command::new("curl")
         .args(["-sk", "--http2", "--max-time", "90", "-o", "/dev/null"])
@@ -1093,23 +1018,8 @@ fn the_server_marks_page_views_over_their_networks_cap_and_counts_them() {
     ]);
     let view = |from: &str, ua: &str| {
         let xff = format!("X-Forwarded-For: {from}");
-        let o = run(
-            "curl",
-            &[
-                "-sk",
-                "--http2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                &xff,
-                "-A",
-                ua,
-                &s.url("/"),
-            ],
-        );
-        assert_eq!(text(&o), "200");
+        let o = http_status(&s.url("/"), &["-H", &xff, "-A", ua]);
+        assert_eq!(o, "200");
     };
     for i in 0..15 {
         view(

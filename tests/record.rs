@@ -278,21 +278,8 @@ fn kill_9_loses_at_most_the_batch_in_flight_and_leaves_a_readable_database() {
 
 /// Fetches `path` as `user_agent` on a connection of its own, expecting 200.
 fn fetch_as(server: &Server, user_agent: &str, path: &str) {
-    let o = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-A",
-            user_agent,
-            &server.url(path),
-        ],
-    );
-    assert_eq!(text(&o), "200");
+    let o = http_status(&server.url(path), &["-A", user_agent]);
+    assert_eq!(o, "200");
 }
 
 #[test]

@@ -19,6 +19,11 @@ pub struct LearnParams {
     pub clock_skew_ms: i64,
     /// Evidence loses half its weight every `half_life_ms`.
     pub half_life_ms: i64,
+    /// A session closes once it holds this many events, even if its client never pauses (a
+    /// monitor, a proxy that is not a `--trusted-proxy`): the analyzer holds open sessions in
+    /// memory and reads them again each pass, so without this one tireless client would make
+    /// every pass cost all of its history. Views cut at the boundary lose the assets after it.
+    pub max_session_events: usize,
 }
 
 impl Default for LearnParams {
@@ -28,6 +33,7 @@ impl Default for LearnParams {
             referer_horizon_ms: 300_000,
             clock_skew_ms: 60_000,
             half_life_ms: 7 * 24 * 3600 * 1000,
+            max_session_events: 10_000,
         }
     }
 }

@@ -151,6 +151,8 @@ fn run(live: Vec<Visit>, import: Vec<Visit>, import_at: usize, cuts: Vec<usize>)
         let (events, import_from, import_to) = stream(&live, &import, import_at);
         let lp = LearnParams {
             half_life_ms: 3_600_000,
+            // Small, so the bound on a session's length is cut across passes too.
+            max_session_events: 7,
             ..Default::default()
         };
         let dir = tempfile::tempdir().unwrap();

@@ -121,6 +121,12 @@ impl Sessions {
             });
             s.last_ts = s.last_ts.max(e.ts_ms);
             s.events.push(e);
+            if s.events.len() >= self.lp.max_session_events {
+                // Decided by the session's own events only, so every cut into passes closes it
+                // at the same event (re-read sessions are always below the bound).
+                let s = self.open.remove(&key).expect("just added to");
+                closed.add_session(&s.events, &self.lp, names, true);
+            }
             self.since_sweep += 1;
             if self.since_sweep >= SWEEP_EVERY {
                 self.since_sweep = 0;

@@ -129,6 +129,15 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// The HTTP status `curl` (HTTP/2, certificate not checked) gets for `url`, with `extra` arguments
+/// (headers, a User-Agent, a body) before it; `000` when the request failed.
+pub fn http_status(url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    text(&run("curl", &args))
+}
+
 /// `nghttp -nv` (verbose frames, no output) with extra args, as a browser unless the args set a
 /// User-Agent of their own.
 pub fn nghttp(args: &[&str]) -> String {
