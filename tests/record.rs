@@ -259,6 +259,49 @@ fn a_database_that_stops_taking_writes_keeps_the_server_answering_and_loses_no_e
 }
 
 #[test]
+fn a_database_deleted_while_serving_keeps_the_server_answering_and_counts_what_is_lost() {
+    let mut s = serve_site(&[
+        "--batch-interval-ms",
+        "20",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(nghttp(&[&s.url("/")]).contains(":status: 200"));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&s.db).unwrap();
+    for p in ["/about.html", "/css/site.css", "/products.html"] {
+        assert!(nghttp(&[&s.url(p)]).contains(":status: 200"), "{p}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        s.stderr().contains("was deleted or replaced while in use"),
+        "{}",
+        s.stderr()
+    );
+    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("pushwise_recorder_failed_batches_total ") >= 1.0,
+        "{metrics}"
+    );
+    // A file put back in its place is not written to (the old -wal is still held open).
+    let started = Instant::now();
+    assert_eq!(s.stop(), 0);
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown hung");
+    assert!(
+        s.stderr().contains("giving up on the database at shutdown"),
+        "the kept events are counted as lost: {}",
+        s.stderr()
+    );
+    assert!(!s.db.exists(), "no empty database was created in its place");
+}
+
+#[test]
 fn kill_9_loses_at_most_the_batch_in_flight_and_leaves_a_readable_database() {
     let mut s = serve_site(&["--batch-interval-ms", "50"]);
     for _ in 0..5 {

@@ -210,10 +210,11 @@ async fn rotation_loop(
 ) {
     let window = keys.window();
     loop {
-        let due_ms = salt.since_ms.saturating_add(every.as_millis() as i64);
+        let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        let due_ms = salt.since_ms.saturating_add(every_ms);
         let until = |ms: i64| Duration::from_millis(ms.saturating_sub(now_ms()).max(0) as u64);
         tokio::select! {
-            _ = tokio::time::sleep(until(due_ms - window.as_millis() as i64)) => {}
+            _ = tokio::time::sleep(until(due_ms.saturating_sub(window.as_millis() as i64))) => {}
             _ = stop.cancelled() => return,
         }
         keys.start_tracking();

@@ -26,11 +26,30 @@ use crate::event::Event;
 ///
 /// The connection is opened on first use and dropped after any failed batch, so a database that
 /// was read-only, locked or missing is retried from scratch and picked up once it is writable.
+///
+/// Before each batch the file at `path` must still be the one first opened (same device and
+/// inode). A database deleted while serving would otherwise take every later batch into the
+/// unlinked file, lost at exit with nothing counted; a file put in its place must not be written
+/// either, because this process's other connections still hold the old database's `-wal` and
+/// `-shm`, which SQLite would then apply to the new file (SQLite's "how to corrupt" list). So from
+/// then on every batch fails: the recorder keeps events up to its limits, then drops and counts
+/// them, and says to restart.
 #[derive(Debug)]
 pub struct EventWriter {
     path: PathBuf,
     conn: Option<Connection>,
+    /// The file the first connection opened.
+    opened: Option<FileId>,
     strings: StringIds,
+}
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl EventWriter {
@@ -38,6 +57,7 @@ impl EventWriter {
         EventWriter {
             path,
             conn: None,
+            opened: None,
             strings,
         }
     }
@@ -57,6 +77,17 @@ impl EventWriter {
     }
 
     fn connection(&mut self) -> Result<&mut Connection, Error> {
+        let now = file_id(&self.path).ok();
+        if let Some(opened) = self.opened
+            && now != Some(opened)
+        {
+            self.conn = None;
+            return Err(Error::system(format!(
+                "the database {} was deleted or replaced while in use; nothing more is recorded \
+                 (events are kept, then dropped and counted): restart pushwise",
+                self.path.display()
+            )));
+        }
         if self.conn.is_none() {
             // No CREATE: the store created the file and applied the migrations; a file that has
             // gone missing since is an error to report, not an empty database to fill.
@@ -69,6 +100,7 @@ impl EventWriter {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             // Ten live and ten import INSERT sizes plus the dictionary's two statements.
             conn.set_prepared_statement_cache_capacity(32);
+            self.opened = self.opened.or(now);
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection opened above"))
