@@ -1061,3 +1061,86 @@ fn the_server_marks_page_views_over_their_networks_cap_and_counts_them() {
         13
     );
 }
+
+#[test]
+fn invented_referer_paths_add_one_dictionary_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TestTls::new(dir.path());
+    let mut args = vec![
+        "--root".to_string(),
+        site().display().to_string(),
+        "--analyze-every".into(),
+        "0".into(),
+        "--batch-interval-ms".into(),
+        "20".into(),
+    ];
+    args.extend(tls.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
+    let port = server.port;
+    // One real page first: a Referer naming it is kept.
+    assert_eq!(http_status(&server.url("/"), &[]), "200");
+    const N: usize = 20_000;
+    rt().block_on(async {
+        // Windows for a whole batch of answers: they are read one after another.
+        let mut builder = h2::client::Builder::new();
+        builder
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(64 << 20);
+        let (mut send, _conn) = h2_connect(port, &tls, &builder).await;
+        for batch in 0..N / 100 {
+            let mut answers = Vec::new();
+            for i in 0..100 {
+                let n = batch * 100 + i;
+                let referer = if n % 1000 == 0 {
+                    "/".to_string()
+                } else {
+                    format!("/invented/{n}")
+                };
+                let mut req = request(port, "GET", "/css/site.css");
+                let value = format!("https://localhost:{port}{referer}");
+                req.headers_mut()
+                    .insert(http::header::REFERER, value.parse().unwrap());
+                send = send.ready().await.unwrap();
+                answers.push(send.send_request(req, true).unwrap().0);
+            }
+            for a in answers {
+                let resp = a.await.unwrap();
+                assert_eq!(resp.status(), 200);
+                // Read to the end: a dropped body would be reset, and h2 limits those.
+                let mut body = resp.into_body();
+                while let Some(chunk) = body.data().await {
+                    let n = chunk.unwrap().len();
+                    let _ = body.flow_control().release_capacity(n);
+                }
+            }
+        }
+    });
+    assert_eq!(server.stop(), 0);
+    let strings = with_store(
+        &server.db,
+        |s| async move { s.count_strings().await.unwrap() },
+    );
+    eprintln!("referer flood: {N} invented Referer paths, {strings} dictionary rows");
+    assert!(
+        strings <= 100,
+        "{N} invented Referers made {strings} dictionary rows"
+    );
+    let ev = events(&server.db);
+    let css: Vec<_> = ev.iter().filter(|e| e.path == "/css/site.css").collect();
+    assert_eq!(css.len(), N, "every request is still recorded");
+    let named_root = css
+        .iter()
+        .filter(|e| e.referer.as_deref() == Some("/"))
+        .count();
+    assert_eq!(
+        named_root,
+        N / 1000,
+        "a Referer naming an answered page is kept"
+    );
+    assert!(
+        css.iter()
+            .all(|e| matches!(e.referer.as_deref(), Some("/" | "!other"))),
+        "every invented one is recorded as other"
+    );
+}

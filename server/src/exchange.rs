@@ -67,7 +67,12 @@ impl ReqInfo {
             Some(raw) => {
                 let mut hosts: Vec<&str> = shared.config.hosts.iter().map(String::as_str).collect();
                 hosts.push(authority);
-                Referer::reduce(Some(raw), &hosts, shared.config.keep_query)
+                // The client chose it: only a path answered here is recorded as it is.
+                shared.known_paths.bound(Referer::reduce(
+                    Some(raw),
+                    &hosts,
+                    shared.config.keep_query,
+                ))
             }
         };
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -316,6 +321,10 @@ impl RecordingBody {
     /// Wraps a response body so the exchange is recorded when it ends.
     pub fn wrap(shared: Arc<Shared>, req: ReqInfo, resp: RespInfo, body: Body) -> Body {
         use http_body_util::BodyExt;
+        // Known from the response head on, so the assets a page's body leads to may name it.
+        if matches!(resp.status, 200..=299 | 304) && shared.recorder.is_some() {
+            shared.known_paths.insert(&req.path);
+        }
         RecordingBody::new(body, move |bytes| finish(&shared, req, resp, bytes)).boxed()
     }
 }

@@ -20,6 +20,7 @@ mod forwarded;
 mod h1;
 mod h2conn;
 mod intern;
+mod known_paths;
 pub mod metrics;
 pub mod origin;
 mod push;

@@ -22,6 +22,8 @@ pub struct Shared {
     pub keys: Arc<ClientKeys>,
     /// Page views each network may teach per page per window ([`Config::prefix_cap`]).
     pub prefix_cap: pushwise_store::PrefixCap,
+    /// Paths answered successfully: the only same-site Referers recorded as they are.
+    pub known_paths: crate::known_paths::KnownPaths,
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<rustls::ServerConfig>,
@@ -56,6 +58,7 @@ impl Shared {
             connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.get())),
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams.get())),
             prefix_cap: pushwise_store::PrefixCap::new(config.prefix_cap),
+            known_paths: Default::default(),
             config,
             origin,
             recorder,
