@@ -218,8 +218,10 @@ async fn rotation_loop(
             _ = stop.cancelled() => return,
         }
         keys.start_tracking();
+        // At least one whole window of tracking, measured on the monotonic clock: a wall clock
+        // that jumps forward (it does, on virtual machines) must not shrink it to nothing.
         tokio::select! {
-            _ = tokio::time::sleep(until(due_ms)) => {}
+            _ = tokio::time::sleep(until(due_ms).max(window)) => {}
             _ = stop.cancelled() => return,
         }
         let rotated = loop {
