@@ -80,3 +80,12 @@ hosts:
 H2O
   h2o -c "$work/h2o/h2o.conf" >"$work/h2o/stdout" 2>&1 &
 }
+
+# wait_pushwise OUT: waits until `pushwise serve` (started with --listen 127.0.0.1:0 and
+# --metrics-listen, its standard output in OUT) has printed its addresses; sets PORT and METRICS.
+wait_pushwise() {
+  local out=$1
+  for _ in $(seq 200); do grep -q '^metrics on' "$out" 2>/dev/null && break; sleep 0.05; done
+  PORT=$(sed -n 's/^listening on https:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$out")
+  METRICS=$(sed -n 's/^metrics on //p' "$out")
+}

@@ -49,9 +49,7 @@ target/release/pushwise --db "$WORK/p.db" serve --upstream "http://127.0.0.1:$UP
   --listen 127.0.0.1:0 --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" \
   --metrics-listen 127.0.0.1:0 --analyze-every 0 >"$WORK/out" 2>"$WORK/err" &
 PID=$!
-for _ in $(seq 200); do grep -q '^metrics on' "$WORK/out" 2>/dev/null && break; sleep 0.05; done
-PORT=$(sed -n 's/^listening on https:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out")
-METRICS=$(sed -n 's/^metrics on //p' "$WORK/out")
+wait_pushwise "$WORK/out"
 rss_mib() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$PID/status"; }
 rate() { h2load -D "$SECS" -c 10 -m 10 -t 1 "https://localhost:$PORT/fast" 2>&1 \
   | awk '/^finished in/ { gsub(",", "", $4); print int($4) }'; }

@@ -22,6 +22,7 @@ cargo build --release -q --bin pushwise
 BIN=target/release/pushwise
 UA='Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36'
 WORK=$(mktemp -d)
+source bench/lib.sh
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 "$BIN" --db "$WORK/soak.db" serve --root examples/site --listen 127.0.0.1:0 \
@@ -29,9 +30,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WO
   --max-streams "${MAX_STREAMS:-16384}" \
   >"$WORK/out" 2>"$WORK/err" &
 PID=$!
-for _ in $(seq 200); do grep -q '^metrics on' "$WORK/out" 2>/dev/null && break; sleep 0.05; done
-PORT=$(sed -n 's/^listening on https:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/out")
-METRICS=$(sed -n 's/^metrics on //p' "$WORK/out")
+wait_pushwise "$WORK/out"
 metric() { curl -s "$METRICS" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 URLS=()

@@ -139,21 +139,7 @@ fn head_has_headers_but_no_body() {
 #[test]
 fn other_methods_get_405_and_unknown_paths_404() {
     let s = Server::start(&["--root", site().to_str().unwrap(), "--no-record"]);
-    let o = run(
-        "curl",
-        &[
-            "-sk",
-            "--http2",
-            "-X",
-            "DELETE",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &s.url("/"),
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "405");
+    assert_eq!(http_status(&s.url("/"), &["-X", "DELETE"]), "405");
     assert!(nghttp(&[&s.url("/nope.html")]).contains(":status: 404"));
 }
 

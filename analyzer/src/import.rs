@@ -408,20 +408,13 @@ fn event_of(
     (fingerprint, line_no): (i64, u64),
 ) -> Event {
     let path = normalize_path(l.target, opts.keep_query);
-    let is_page = opts.pages.is_page(&path);
-    let over_cap = is_page
-        && (200..300).contains(&l.status)
-        && l.method == "GET"
-        && l.ip
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| !opts.prefix_cap.admit(ip, &path, l.ts_ms));
-    Event {
+    let mut e = Event {
         ts_ms: l.ts_ms,
         client: keyer.key(l.ip, l.user_agent),
         conn_id: 0,
         stream_id: 0,
         method: method(l.method),
-        is_page,
+        is_page: opts.pages.is_page(&path),
         // As the server records them: error responses under one path (bot probes would
         // otherwise each become a dictionary row).
         path: recorded_path(path, l.status),
@@ -433,10 +426,15 @@ fn event_of(
         cacheable: true,
         push: PushMark::Requested,
         holdout: false,
-        over_cap,
+        over_cap: false,
         source: Some(fingerprint),
         source_line: Some(line_no as i64),
+    };
+    // A client field that is not an address (pushwise's own access log) is not capped.
+    if let Ok(ip) = l.ip.parse() {
+        opts.prefix_cap.mark(&mut e, ip);
     }
+    e
 }
 
 struct CountingReader<R> {

@@ -94,12 +94,7 @@ impl Sessions {
                     continue;
                 }
                 self.events_again += 1;
-                let s = self.open.entry(key).or_insert_with(|| Session {
-                    last_ts: i64::MIN,
-                    events: Vec::new(),
-                });
-                s.last_ts = s.last_ts.max(e.ts_ms);
-                s.events.push(e);
+                self.add(key, e);
                 continue;
             }
             self.events_new += 1;
@@ -112,20 +107,12 @@ impl Sessions {
                 .get(&key)
                 .is_some_and(|s| s.last_ts < clock - SESSION_GAP_MS)
             {
-                let s = self.open.remove(&key).expect("checked above");
-                closed.add_session(&s.events, &self.lp, names, true);
+                self.close(key, closed, names);
             }
-            let s = self.open.entry(key).or_insert_with(|| Session {
-                last_ts: i64::MIN,
-                events: Vec::new(),
-            });
-            s.last_ts = s.last_ts.max(e.ts_ms);
-            s.events.push(e);
-            if s.events.len() >= self.lp.max_session_events {
+            if self.add(key, e) >= self.lp.max_session_events {
                 // Decided by the session's own events only, so every cut into passes closes it
                 // at the same event (re-read sessions are always below the bound).
-                let s = self.open.remove(&key).expect("just added to");
-                closed.add_session(&s.events, &self.lp, names, true);
+                self.close(key, closed, names);
             }
             self.since_sweep += 1;
             if self.since_sweep >= SWEEP_EVERY {
@@ -157,7 +144,24 @@ impl Sessions {
         // Close in a fixed order, so the sums come out the same on every run.
         shut.sort_by_key(|k| self.open[k].first_id());
         for k in shut {
-            let s = self.open.remove(&k).expect("listed above");
+            self.close(k, closed, names);
+        }
+    }
+
+    /// Adds `e` to its session (opening one if needed); returns how many events it now holds.
+    fn add(&mut self, key: (i64, i64), e: EventRow) -> usize {
+        let s = self.open.entry(key).or_insert_with(|| Session {
+            last_ts: i64::MIN,
+            events: Vec::new(),
+        });
+        s.last_ts = s.last_ts.max(e.ts_ms);
+        s.events.push(e);
+        s.events.len()
+    }
+
+    /// Closes the open session `key`: attributes it and tallies its views into `closed`.
+    fn close(&mut self, key: (i64, i64), closed: &mut Tally, names: &mut Names) {
+        if let Some(s) = self.open.remove(&key) {
             closed.add_session(&s.events, &self.lp, names, true);
         }
     }

@@ -184,6 +184,12 @@ impl RespInfo {
     }
 }
 
+/// The path was answered (2xx, or 304 for a copy the client has): a real path of the site, so
+/// one of a bounded set, interned for events and remembered as a Referer worth recording.
+fn answered(status: u16) -> bool {
+    matches!(status, 200..=299 | 304)
+}
+
 /// Records one finished exchange: metrics always, an event when recording is on.
 /// Takes the exchange by value so its strings move into the event instead of being copied.
 pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
@@ -205,16 +211,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
         }
     }
     if let Some(rec) = shared.recorder.as_ref().filter(|_| !req.foreign_host) {
-        // A page view the learner could learn from counts against its network's cap.
-        let over_cap = resp.is_page
-            && resp.push == PushMark::Requested
-            && (200..300).contains(&resp.status)
-            && req.method == "GET"
-            && !shared.prefix_cap.admit(req.client_ip, &req.path, req.ts_ms);
-        if over_cap {
-            shared.metrics.limit(Limit::prefix_cap);
-        }
-        rec.record(Event {
+        let mut event = Event {
             ts_ms: req.ts_ms,
             client: req.client,
             conn_id: req.conn_id,
@@ -222,7 +219,7 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             method: req.method,
             // Successful responses' paths are a bounded set: interned, so the event carries no
             // heap string to free on the recorder's thread.
-            path: if matches!(resp.status, 200..=299 | 304) {
+            path: if answered(resp.status) {
                 crate::intern::path(req.path)
             } else {
                 pushwise_store::event::recorded_path(req.path, resp.status)
@@ -236,10 +233,15 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             cacheable: resp.cacheable,
             push: resp.push,
             holdout: resp.holdout,
-            over_cap,
+            over_cap: false,
             source: None,
             source_line: None,
-        });
+        };
+        // A page view the learner could learn from counts against its network's cap.
+        if shared.prefix_cap.mark(&mut event, req.client_ip) {
+            shared.metrics.limit(Limit::prefix_cap);
+        }
+        rec.record(event);
     }
 }
 
@@ -322,7 +324,7 @@ impl RecordingBody {
     pub fn wrap(shared: Arc<Shared>, req: ReqInfo, resp: RespInfo, body: Body) -> Body {
         use http_body_util::BodyExt;
         // Known from the response head on, so the assets a page's body leads to may name it.
-        if matches!(resp.status, 200..=299 | 304) && shared.recorder.is_some() {
+        if answered(resp.status) && shared.recorder.is_some() {
             shared.known_paths.insert(&req.path);
         }
         RecordingBody::new(body, move |bytes| finish(&shared, req, resp, bytes)).boxed()

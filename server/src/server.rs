@@ -187,13 +187,7 @@ async fn client_salt(store: &Store) -> Result<SaltState, Error> {
         Ok(s) => Ok(s),
         Err(e) => {
             tracing::warn!(error = %e, "no stored client salt; using a temporary one");
-            let mut salt = [0u8; 32];
-            getrandom::fill(&mut salt)
-                .map_err(|e| Error::config(format!("no OS randomness for a client salt: {e}")))?;
-            Ok(SaltState {
-                salt,
-                since_ms: now_ms(),
-            })
+            SaltState::temporary().map_err(|e| Error::config(e.to_string()))
         }
     }
 }

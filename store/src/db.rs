@@ -66,6 +66,16 @@ impl std::fmt::Debug for SaltState {
     }
 }
 
+impl SaltState {
+    /// A fresh salt for this process only, in use from now (for a database that cannot keep one).
+    pub fn temporary() -> Result<SaltState, Error> {
+        Ok(SaltState {
+            salt: fresh_salt()?,
+            since_ms: crate::time::now_ms(),
+        })
+    }
+}
+
 fn fresh_salt() -> Result<[u8; 32], Error> {
     let mut salt = [0u8; 32];
     getrandom::fill(&mut salt)

@@ -18,6 +18,8 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use crate::event::{Event, PushMark};
+
 /// The window the cap counts in.
 pub const WINDOW_MS: i64 = 10 * 60_000;
 
@@ -71,6 +73,18 @@ impl PrefixCap {
             hasher: Default::default(),
             counts: Mutex::default(),
         }
+    }
+
+    /// Decides `e.over_cap` for an event a client at `ip` caused, and returns it: only a view the
+    /// learner could learn from (a GET of a page answered 2xx, not a push mark) counts against the
+    /// cap. The one rule for the server, which calls it as it records, and for `import`.
+    pub fn mark(&self, e: &mut Event, ip: IpAddr) -> bool {
+        e.over_cap = e.is_page
+            && e.push == PushMark::Requested
+            && (200..300).contains(&e.status)
+            && e.method == "GET"
+            && !self.admit(ip, &e.path, e.ts_ms);
+        e.over_cap
     }
 
     /// Counts a view of `page` at `ts_ms` from `ip`; false when it is over the cap (it must not
