@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use pushwise_store::Store;
+use pushwise_store::{Location, Store};
 
 /// Every store a command opened, closed (and its WAL checkpointed) by [`close_all`] when the
 /// command ends, whichever way it ends.
@@ -18,22 +18,25 @@ fn tracked(store: Store) -> Store {
     store
 }
 
+/// Where `--db` points: an SQLite file or a PostgreSQL URL.
+pub fn location(db: &Path) -> anyhow::Result<Location> {
+    Ok(Location::from_path(db)?)
+}
+
 /// Opens (creating if missing) the store for a command that writes it.
 pub async fn open_store(db: &Path) -> anyhow::Result<Store> {
-    let store = match Store::open(db).await {
+    let loc = location(db)?;
+    let store = match Store::open_at(&loc).await {
         Ok(s) => s,
         Err(e) if e.is_unwritable() => {
             return Err(anyhow::Error::new(e).context(format!(
-                "cannot open the database {} for writing: it, or its directory (where SQLite \
+                "cannot open the database {loc} for writing: it, or its directory (where SQLite \
                  keeps the -wal file), is read-only; inspecting commands (sets list, plan, ...) \
-                 still work",
-                db.display()
+                 still work"
             )));
         }
         Err(e) => {
-            return Err(
-                anyhow::Error::new(e).context(format!("cannot open the database {}", db.display()))
-            );
+            return Err(anyhow::Error::new(e).context(format!("cannot open the database {loc}")));
         }
     };
     Ok(tracked(store))
@@ -63,13 +66,19 @@ pub async fn open_existing(db: &Path) -> anyhow::Result<Store> {
 /// written to the file or beside it (so it works on a database the user may only read).
 pub async fn open_inspect(db: &Path) -> anyhow::Result<Store> {
     ensure_exists(db)?;
+    let loc = location(db)?;
     let store = Store::open_read_only(db)
         .await
-        .with_context(|| format!("cannot read the database {}", db.display()))?;
+        .with_context(|| format!("cannot read the database {loc}"))?;
     Ok(tracked(store))
 }
 
+/// An SQLite file must exist for commands that never create one; a PostgreSQL database is
+/// checked by connecting to it.
 fn ensure_exists(db: &Path) -> anyhow::Result<()> {
+    if location(db)?.is_postgres() {
+        return Ok(());
+    }
     anyhow::ensure!(
         db.exists(),
         "no database at {} (create it with `{} serve` or `{} import`, or pass --db / PUSHWISE_DB)",

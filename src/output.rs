@@ -25,7 +25,12 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 /// A `pushwise --db DB` prefix for the commands a command tells operators to run next, so that
 /// pasting one acts on the same database (never on a new empty one in the current directory).
 pub fn pushwise_db(db: &std::path::Path) -> String {
-    format!("pushwise --db {}", shell_quote(&db.to_string_lossy()))
+    // A PostgreSQL URL is shown without its password (the hint lands in terminals and logs).
+    let shown = match pushwise_store::Location::from_path(db) {
+        Ok(loc @ pushwise_store::Location::Postgres(_)) => loc.to_string(),
+        _ => db.to_string_lossy().into_owned(),
+    };
+    format!("pushwise --db {}", shell_quote(&shown))
 }
 
 /// Quotes `s` for a POSIX shell when it holds anything but plain path characters.

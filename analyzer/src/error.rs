@@ -17,6 +17,9 @@ enum Kind {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    /// Another process holds the fleet-wide analyzer lock: this pass did not run.
+    #[error("another pushwise process is running an analyzer pass on this store; this pass skipped")]
+    Busy,
 }
 
 impl Error {
@@ -24,6 +27,15 @@ impl Error {
         Error {
             kind: Kind::Invalid(msg.into()),
         }
+    }
+
+    pub(crate) fn busy() -> Self {
+        Error { kind: Kind::Busy }
+    }
+
+    /// True when the pass did not run because another process of the fleet was running one.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.kind, Kind::Busy)
     }
 
     /// True when the error came from the database (locked, read-only, full, corrupt).

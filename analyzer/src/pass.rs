@@ -59,12 +59,32 @@ pub async fn rebuild(
     now_ms: i64,
     progress: Progress<'_>,
 ) -> Result<PassReport, Error> {
-    store.reset_learning().await?;
-    run_pass_with(store, lp, now_ms, progress).await
+    let lock = store.try_analyzer_lock().await?.ok_or_else(Error::busy)?;
+    let result = async {
+        store.reset_learning().await?;
+        pass(store, lp, now_ms, progress).await
+    }
+    .await;
+    lock.release().await;
+    result
 }
 
 /// [`run_pass`] with a progress callback.
 pub async fn run_pass_with(
+    store: &Store,
+    lp: &LearnParams,
+    now_ms: i64,
+    progress: Progress<'_>,
+) -> Result<PassReport, Error> {
+    // One pass at a time across a fleet: a second pass over the same watermark would count the
+    // same events twice.
+    let lock = store.try_analyzer_lock().await?.ok_or_else(Error::busy)?;
+    let result = pass(store, lp, now_ms, progress).await;
+    lock.release().await;
+    result
+}
+
+async fn pass(
     store: &Store,
     lp: &LearnParams,
     now_ms: i64,

@@ -148,6 +148,24 @@ fn run(live: Vec<Visit>, import: Vec<Visit>, import_at: usize, cuts: Vec<usize>)
         .build()
         .unwrap();
     rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Store::open(&dir.path().join("inc.db")).await.unwrap();
+        let all = Store::open(&dir.path().join("all.db")).await.unwrap();
+        compare(&inc, &all, live, import, import_at, cuts).await;
+    });
+}
+
+/// Cuts the stream into passes on `inc` and rebuilds it in one go on `all` (two empty stores,
+/// of either backend), and asserts that both learned the same.
+async fn compare(
+    inc: &Store,
+    all: &Store,
+    live: Vec<Visit>,
+    import: Vec<Visit>,
+    import_at: usize,
+    cuts: Vec<usize>,
+) {
+    {
         let (events, import_from, import_to) = stream(&live, &import, import_at);
         let lp = LearnParams {
             half_life_ms: 3_600_000,
@@ -155,8 +173,6 @@ fn run(live: Vec<Visit>, import: Vec<Visit>, import_at: usize, cuts: Vec<usize>)
             max_session_events: 7,
             ..Default::default()
         };
-        let dir = tempfile::tempdir().unwrap();
-        let inc = Store::open(&dir.path().join("inc.db")).await.unwrap();
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (events.len() + 1)).collect();
         cuts.push(events.len());
         cuts.sort_unstable();
@@ -178,7 +194,6 @@ fn run(live: Vec<Visit>, import: Vec<Visit>, import_at: usize, cuts: Vec<usize>)
         let end = events.iter().map(|e| e.ts_ms).max().unwrap_or(0) + 1;
         run_pass(&inc, &lp, end).await.unwrap();
 
-        let all = Store::open(&dir.path().join("all.db")).await.unwrap();
         all.insert_events(&events).await.unwrap();
         if import_to > import_from {
             all.mark_source_done(IMPORT).await.unwrap();
@@ -199,7 +214,41 @@ fn run(live: Vec<Visit>, import: Vec<Visit>, import_at: usize, cuts: Vec<usize>)
                 "probability of {k:?}: {p} incremental vs {q} rebuilt"
             );
         }
-    });
+    }
+}
+
+/// The fleet store runs the same learner: passes on PostgreSQL learn what a rebuild on SQLite
+/// learns, for random streams and cuts (a few cases: each needs two fresh databases).
+#[test]
+fn passes_on_postgres_learn_what_a_rebuild_on_sqlite_learns() {
+    let cluster = pushwise_store::pg_cluster::PgCluster::start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(6));
+    let case = std::cell::Cell::new(0);
+    let strategy = (
+        prop::collection::vec(visit(), 1..40),
+        prop::collection::vec(visit(), 0..15),
+        0usize..200,
+        prop::collection::vec(0usize..300, 0..6),
+    );
+    runner
+        .run(&strategy, |(live, import, import_at, cuts)| {
+            case.set(case.get() + 1);
+            let url = cluster.create_database(&format!("c{}", case.get())).unwrap();
+            rt.block_on(async {
+                let loc = pushwise_store::Location::parse(&url).unwrap();
+                let inc = Store::open_at(&loc).await.unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let all = Store::open(&dir.path().join("all.db")).await.unwrap();
+                compare(&inc, &all, live, import, import_at, cuts).await;
+                inc.close().await;
+            });
+            Ok(())
+        })
+        .unwrap();
 }
 
 proptest! {

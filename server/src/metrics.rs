@@ -201,6 +201,7 @@ pub struct Metrics {
     pub recorder_queue_depth: Gauge,
     pub analyzer_runs: Counter,
     pub analyzer_failures: Counter,
+    pub analyzer_skipped: Counter,
     pub analyzer_duration: Histogram,
     pub analyzer_pages: Gauge,
     pub set_assets: Gauge,
@@ -318,6 +319,12 @@ impl Metrics {
             "Analyzer passes that failed",
             analyzer_failures.clone(),
         );
+        let analyzer_skipped = Counter::default();
+        r.register(
+            "analyzer_skipped",
+            "Analyzer passes skipped because another server of the fleet was running one",
+            analyzer_skipped.clone(),
+        );
         let analyzer_duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         r.register_with_unit(
             "analyzer_duration",
@@ -385,6 +392,7 @@ impl Metrics {
             recorder_queue_depth,
             analyzer_runs,
             analyzer_failures,
+            analyzer_skipped,
             analyzer_duration,
             analyzer_pages,
             set_assets,

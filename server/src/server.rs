@@ -262,9 +262,13 @@ async fn reload_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A fleet's store announces each generation as its pass commits: load it then, not at the
+    // next tick. (The tick stays: it is what finds generations when notices cannot arrive.)
+    let mut notices = store.generation_notices().await;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = notices.next() => {}
             _ = stop.cancelled() => return,
         }
         match sets.reload_if_newer(&store).await {

@@ -28,10 +28,12 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
         return report(&r, a.json);
     }
     loop {
-        let r = run_pass(&store, &lp, now_ms())
-            .await
-            .context("analyzer pass failed")?;
-        report(&r, a.json)?;
+        match run_pass(&store, &lp, now_ms()).await {
+            Ok(r) => report(&r, a.json)?,
+            // Another server of the fleet runs passes: nothing wrong, nothing to do this time.
+            Err(e) if e.is_busy() => skipped(a.json)?,
+            Err(e) => return Err(anyhow::Error::new(e).context("analyzer pass failed")),
+        }
         if a.once {
             return Ok(());
         }
@@ -40,6 +42,15 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
             _ = shutdown_signal() => return Ok(()),
         }
     }
+}
+
+fn skipped(json: bool) -> anyhow::Result<()> {
+    let reason = "another pushwise process is running an analyzer pass on this store";
+    if json {
+        return print_json(&serde_json::json!({ "skipped": true, "reason": reason }));
+    }
+    writeln!(out(), "skipped: {reason}; its generation is the one servers load")?;
+    Ok(())
 }
 
 fn report(r: &PassReport, json: bool) -> anyhow::Result<()> {

@@ -16,10 +16,11 @@ pub async fn run(db: &Path, a: BackupArgs) -> anyhow::Result<()> {
         a.dest.display()
     );
     let store = open_inspect(db).await?;
+    let loc = crate::open::location(db)?;
     store
         .backup(&a.dest)
         .await
-        .with_context(|| format!("backing up {} to {}", db.display(), a.dest.display()))?;
+        .with_context(|| format!("backing up {loc} to {}", a.dest.display()))?;
     let bytes = std::fs::metadata(&a.dest).map_or(0, |m| m.len());
     writeln!(
         out(),

@@ -126,21 +126,21 @@ fn site_hosts(a: &ServeArgs) -> anyhow::Result<Vec<String>> {
 /// existing pushwise database read-only. A database that cannot be written is refused with its
 /// reason: serving without recording is a choice the operator makes with `--read-only-db`.
 async fn open_for_serving(db: &Path, read_only: bool) -> anyhow::Result<Store> {
+    let loc = crate::open::location(db)?;
     if read_only {
         return Store::open_following(db)
             .await
-            .with_context(|| format!("--read-only-db: cannot read the database {}", db.display()));
+            .with_context(|| format!("--read-only-db: cannot read the database {loc}"));
     }
-    let existed = db.exists();
-    match Store::open(db).await {
+    let existed = loc.is_postgres() || db.exists();
+    match Store::open_at(&loc).await {
         Ok(s) => Ok(s),
         Err(e) if e.is_foreign() => Err(e.into()),
         Err(e) if existed => Err(anyhow::Error::new(e).context(format!(
-            "cannot open the database {} for recording (to serve from a database this process \
-             may only read, without recording or learning, pass --read-only-db)",
-            db.display()
+            "cannot open the database {loc} for recording (to serve from a database this process \
+             may only read, without recording or learning, pass --read-only-db)"
         ))),
-        Err(e) => Err(e).with_context(|| format!("cannot create the database {}", db.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot create the database {loc}")),
     }
 }
 
@@ -192,7 +192,7 @@ pub async fn run(db: &Path, a: ServeArgs) -> anyhow::Result<()> {
             stop_analyzer.clone(),
         ))
     });
-    tracing::info!(%local, db = %db.display(), "pushwise serving");
+    tracing::info!(%local, db = %crate::open::location(db)?, "pushwise serving");
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on https://{local}")?;
@@ -249,6 +249,10 @@ async fn analyze_loop(
                     ms = r.duration_ms,
                     "analyzer pass"
                 );
+            }
+            Err(e) if e.is_busy() => {
+                metrics.analyzer_skipped.inc();
+                tracing::debug!("analyzer pass skipped: another server of the fleet is running one");
             }
             Err(e) => {
                 metrics.analyzer_failures.inc();

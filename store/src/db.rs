@@ -8,6 +8,9 @@ mod compact;
 mod gen_doc;
 mod identity;
 mod learn;
+mod pg;
+#[cfg(test)]
+mod pg_tests;
 mod writer;
 
 use std::collections::HashMap;
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, QueryBuilder, SqlitePool};
+
+use crate::location::Location;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -27,10 +32,36 @@ use crate::rows::{
 use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use identity::APPLICATION_ID;
 pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
+pub use pg::{AnalyzerLock, GenerationNotices};
 pub use writer::EventWriter;
 
-/// The migrations in `migrations/`, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+/// The SQLite migrations in `migrations/sqlite/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+/// The PostgreSQL migrations in `migrations/postgres/`, embedded at build time.
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Runs `$body` with `$p` bound to the pool of whichever backend the store has. The body is
+/// compiled once per backend, so it may only use SQL both accept (`$N` placeholders, `ON CONFLICT`,
+/// `RETURNING`, standard functions) and values both drivers encode (i64, f64, text, options).
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Pg(pg) => {
+                let $p = &pg.pool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The store's connections: an SQLite file's or a PostgreSQL server's.
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Pg(pg::PgStore),
+}
 
 /// Rows per multi-row INSERT: 5 columns × 500 stays far below SQLite's variable limit.
 const INSERT_CHUNK: usize = 500;
@@ -41,7 +72,8 @@ const INSERT_CHUNK: usize = 500;
 /// PostgreSQL backend can stand behind the same signatures.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The SQLite file (empty for PostgreSQL).
     path: PathBuf,
     read_only: bool,
     strings: StringIds,
@@ -113,6 +145,24 @@ impl Store {
     ///
     /// WAL + `synchronous=NORMAL`: a crash loses at most the last transaction, never corrupts.
     pub async fn open(path: &Path) -> Result<Store, Error> {
+        Self::open_at(&Location::from_path(path)?).await
+    }
+
+    /// Opens the store at `loc` for reading and writing: an SQLite file as [`Store::open`] says,
+    /// or a PostgreSQL database, whose migrations are applied (see `pg::connect`).
+    pub async fn open_at(loc: &Location) -> Result<Store, Error> {
+        match loc {
+            Location::Sqlite(path) => Self::open_sqlite(path).await,
+            Location::Postgres(pg) => Ok(Store {
+                pool: Pool::Pg(pg::PgStore::connect(pg, false).await?),
+                path: PathBuf::new(),
+                read_only: false,
+                strings: StringIds::default(),
+            }),
+        }
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Store, Error> {
         identity::identify(path).await?;
         create_private(path);
         let opts = SqliteConnectOptions::new()
@@ -142,7 +192,7 @@ impl Store {
             return Err(e);
         }
         Ok(Store {
-            pool,
+            pool: Pool::Sqlite(pool),
             path: path.to_path_buf(),
             read_only: false,
             strings: StringIds::default(),
@@ -171,6 +221,20 @@ impl Store {
     }
 
     async fn open_reading(path: &Path, follow: bool) -> Result<Store, Error> {
+        let path = match Location::from_path(path)? {
+            Location::Sqlite(p) => p,
+            Location::Postgres(pg) => {
+                // PostgreSQL serves readers beside writers by itself: the same pool, refusing
+                // writes, and a schema check instead of migrations.
+                return Ok(Store {
+                    pool: Pool::Pg(pg::PgStore::connect(&pg, true).await?),
+                    path: PathBuf::new(),
+                    read_only: true,
+                    strings: StringIds::default(),
+                });
+            }
+        };
+        let path = path.as_path();
         match identity::identify(path).await? {
             identity::Found::Pushwise => {}
             identity::Found::Missing => {
@@ -215,7 +279,7 @@ impl Store {
             .connect_with(opts)
             .await?;
         Ok(Store {
-            pool,
+            pool: Pool::Sqlite(pool),
             path: path.to_path_buf(),
             read_only: true,
             strings: StringIds::default(),
@@ -231,13 +295,43 @@ impl Store {
     /// `-shm` file is left beside it. A checkpoint that cannot run (another process is writing)
     /// is skipped: the data is safe in the WAL and the other process checkpoints later.
     pub async fn close(&self) {
-        if !self.read_only {
-            // Busy (another process holds the WAL) is not an error here: see above.
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                if !self.read_only {
+                    // Busy (another process holds the WAL) is not an error here: see above.
+                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(pool)
+                        .await;
+                }
+                pool.close().await;
+            }
+            Pool::Pg(pg) => pg.pool.close().await,
         }
-        self.pool.close().await;
+    }
+
+    /// Whether this store is a PostgreSQL database (shared by a fleet) rather than an SQLite file.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Pg(_))
+    }
+
+    /// Notices of new generations from any process of the fleet (PostgreSQL only; an SQLite
+    /// store's never arrive, and the server's poll finds every generation either way).
+    pub async fn generation_notices(&self) -> GenerationNotices {
+        match &self.pool {
+            Pool::Sqlite(_) => GenerationNotices::none(),
+            Pool::Pg(pg) => GenerationNotices::of(pg).await,
+        }
+    }
+
+    /// Takes the fleet-wide analyzer lock for one pass, or `None` when another process holds it.
+    /// On PostgreSQL it is a session advisory lock, released by [`AnalyzerLock::release`] or
+    /// when its connection goes (a crashed leader's lock goes with it). An SQLite file has one
+    /// writer process: the lock is always granted.
+    pub async fn try_analyzer_lock(&self) -> Result<Option<AnalyzerLock>, Error> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(Some(AnalyzerLock::none())),
+            Pool::Pg(pg) => pg.try_analyzer_lock().await,
+        }
     }
 
     /// Writes a consistent copy of the whole database to `dest` (SQLite's `VACUUM INTO`), safe
@@ -252,10 +346,12 @@ impl Store {
         let dest = dest
             .to_str()
             .ok_or_else(|| Error::invalid("the backup path is not valid UTF-8"))?;
-        sqlx::query("VACUUM INTO ?")
-            .bind(dest)
-            .execute(&self.pool)
-            .await?;
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Err(Error::invalid(
+                "pushwise backup copies an SQLite file; back a PostgreSQL store up with pg_dump",
+            ));
+        };
+        sqlx::query("VACUUM INTO ?").bind(dest).execute(pool).await?;
         Ok(())
     }
 
@@ -271,18 +367,23 @@ impl Store {
         if self.setting(SALT_KEY).await?.is_none() {
             // The salt is what keeps client keys from being reversed to addresses by brute force
             // over the IPv4 space: it comes from the operating system's CSPRNG, never a seeded PRNG.
-            sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ($1, $2)")
-                .bind(SALT_KEY)
-                .bind(hex::encode(fresh_salt()?))
-                .execute(&self.pool)
-                .await?;
+            let salt = hex::encode(fresh_salt()?);
+            on_pool!(self, p => sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+            )
+            .bind(SALT_KEY)
+            .bind(salt)
+            .execute(p)
+            .await.map(|_| ()))?;
         }
         if self.setting(SALT_SINCE_KEY).await?.is_none() {
-            sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ($1, $2)")
-                .bind(SALT_SINCE_KEY)
-                .bind(crate::time::now_ms().to_string())
-                .execute(&self.pool)
-                .await?;
+            on_pool!(self, p => sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+            )
+            .bind(SALT_SINCE_KEY)
+            .bind(crate::time::now_ms().to_string())
+            .execute(p)
+            .await.map(|_| ()))?;
         }
         // Another process may have won either race: read back what is stored.
         let salt = decode_salt(&self.setting(SALT_KEY).await?.unwrap_or_default())?;
@@ -298,42 +399,45 @@ impl Store {
     /// salt now stored. Compare-and-set: if another process rotated first, its salt is kept and
     /// returned, so two servers on one database never rotate twice.
     pub async fn rotate_salt(&self, old: &[u8; 32], now_ms: i64) -> Result<SaltState, Error> {
-        let mut tx = self.pool.begin().await?;
-        let swapped = sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
-            .bind(hex::encode(fresh_salt()?))
-            .bind(SALT_KEY)
-            .bind(hex::encode(old))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if swapped == 1 {
-            sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")
-                .bind(now_ms.to_string())
-                .bind(SALT_SINCE_KEY)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let fresh = hex::encode(fresh_salt()?);
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let swapped =
+                sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+                    .bind(&fresh)
+                    .bind(SALT_KEY)
+                    .bind(hex::encode(old))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if swapped == 1 {
+                sqlx::query("UPDATE settings SET value = $1 WHERE key = $2")
+                    .bind(now_ms.to_string())
+                    .bind(SALT_SINCE_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
         self.salt_state().await
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
-        let row = sqlx::query("SELECT value FROM settings WHERE key = ?")
+        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<String, _>(0)))
+            .fetch_optional(p)
+            .await)?)
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) \
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await.map(|_| ()))?;
         Ok(())
     }
 
@@ -348,13 +452,18 @@ impl Store {
         if events.is_empty() {
             return Ok(0);
         }
+        let pool = match &self.pool {
+            Pool::Sqlite(p) => p,
+            Pool::Pg(pg) => return pg.insert_events(&self.strings, events).await,
+        };
         // IMMEDIATE: the write lock first, so the dictionary epoch read below cannot change before
         // this batch commits (a prune waits for it, or it sees the prune's new epoch).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let epoch: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(EPOCH_KEY)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let epoch: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(EPOCH_KEY)
+                .fetch_optional(&mut *tx)
+                .await?;
         self.strings
             .sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
         let mut ids = self.strings.lookup(events);
@@ -382,7 +491,10 @@ impl Store {
     /// as [`Store::insert_events`] at a fraction of the CPU per row (see `store/writer.rs`).
     /// It shares this store's string-id cache.
     pub fn event_writer(&self) -> EventWriter {
-        EventWriter::new(self.path.clone(), self.strings.clone())
+        match &self.pool {
+            Pool::Sqlite(_) => EventWriter::new(self.path.clone(), self.strings.clone()),
+            Pool::Pg(pg) => EventWriter::postgres(pg.clone(), self.strings.clone()),
+        }
     }
 
     /// Deletes events older than `ts_ms` (retention). Returns rows deleted.
@@ -395,22 +507,24 @@ impl Store {
     }
 
     async fn prune_in_spans(&self, ts_ms: i64, span: i64) -> Result<u64, Error> {
-        let (lo, hi): (Option<i64>, Option<i64>) =
+        let (lo, hi): (Option<i64>, Option<i64>) = on_pool!(self, p =>
             sqlx::query_as("SELECT MIN(id), MAX(id) FROM event_log")
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(p)
+                .await)?;
         let (Some(mut start), Some(hi)) = (lo, hi) else {
             return Ok(0);
         };
         let mut deleted = 0;
         while start <= hi {
-            deleted += sqlx::query("DELETE FROM event_log WHERE id >= ? AND id < ? AND ts_ms < ?")
-                .bind(start)
-                .bind(start.saturating_add(span))
-                .bind(ts_ms)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            deleted += on_pool!(self, p => sqlx::query(
+                "DELETE FROM event_log WHERE id >= $1 AND id < $2 AND ts_ms < $3"
+            )
+            .bind(start)
+            .bind(start.saturating_add(span))
+            .bind(ts_ms)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
             start = start.saturating_add(span);
             tokio::task::yield_now().await;
         }
@@ -425,8 +539,12 @@ impl Store {
     /// write transaction that re-checks the events written since the snapshot and bumps
     /// `strings_epoch`, which makes every writer forget its cached ids at its next batch.
     pub async fn prune_strings(&self) -> Result<u64, Error> {
+        let pool = match &self.pool {
+            Pool::Sqlite(p) => p,
+            Pool::Pg(pg) => return pg.prune_strings().await,
+        };
         let snap: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log")
-            .fetch_one(&self.pool)
+            .fetch_one(pool)
             .await?;
         let unused: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM strings WHERE id NOT IN (\
@@ -436,11 +554,11 @@ impl Store {
                UNION SELECT referer FROM event_log WHERE id <= ?1 AND referer IS NOT NULL)",
         )
         .bind(snap)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let mut deleted = 0;
         for chunk in unused.chunks(INSERT_CHUNK) {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let mut q = QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM strings WHERE id IN (");
             let mut ids = q.separated(", ");
             for id in chunk {
@@ -466,16 +584,16 @@ impl Store {
     }
 
     pub async fn count_events(&self) -> Result<i64, Error> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
+            .fetch_one(p)
+            .await)?)
     }
 
     /// Rows in the string dictionary (paths, referers, methods, content types).
     pub async fn count_strings(&self) -> Result<i64, Error> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM strings")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM strings")
+            .fetch_one(p)
+            .await)?)
     }
 
     /// All events at or after `since_ms`, in insertion order, with the columns the learner needs.
@@ -502,25 +620,25 @@ impl Store {
 
     /// The newest generation's id, if the analyzer has run. Cheap: the server polls it.
     pub async fn latest_generation(&self) -> Result<Option<i64>, Error> {
-        Ok(sqlx::query_scalar("SELECT MAX(id) FROM generations")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT MAX(id) FROM generations")
+            .fetch_one(p)
+            .await)?)
     }
 
     pub async fn generation(&self, id: i64) -> Result<Option<Generation>, Error> {
-        let row = sqlx::query(
-            "SELECT id, created_ms, events, views, pages, duration_ms FROM generations WHERE id = ?",
+        let row: Option<(i64, i64, i64, i64, i64, i64)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT id, created_ms, events, views, pages, duration_ms FROM generations WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
         Ok(row.map(|r| Generation {
-            id: r.get(0),
-            created_ms: r.get(1),
-            events: r.get(2),
-            views: r.get(3),
-            pages: r.get(4),
-            duration_ms: r.get(5),
+            id: r.0,
+            created_ms: r.1,
+            events: r.2,
+            views: r.3,
+            pages: r.4,
+            duration_ms: r.5,
         }))
     }
 
@@ -530,10 +648,11 @@ impl Store {
     /// why not one row per candidate).
     pub async fn write_generation(&self, g: &NewGeneration) -> Result<i64, Error> {
         let pages = gen_doc::encode(&g.pages, &g.assets)?;
-        let mut tx = self.pool.begin().await?;
+        on_pool!(self, p => {
+        let mut tx = p.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO generations (created_ms, events, views, pages, duration_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(g.created_ms)
         .bind(g.events)
@@ -557,13 +676,22 @@ impl Store {
         }
         // Keep a few generations for inspection; older ones go (children first).
         for sql in [
-            "DELETE FROM generation_pages WHERE generation <= ? - 5",
-            "DELETE FROM generations WHERE id <= ? - 5",
+            "DELETE FROM generation_pages WHERE generation <= $1 - 5",
+            "DELETE FROM generations WHERE id <= $1 - 5",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        if self.is_postgres() {
+            // Every server of the fleet LISTENs: the notice goes out when this commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(pg::GENERATION_CHANNEL)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(id)
+        })
     }
 
     /// Candidate rows of a generation, optionally only those in a set and only for one page, in
@@ -574,19 +702,20 @@ impl Store {
         only_in_set: bool,
         page: Option<&str>,
     ) -> Result<Vec<SetRow>, Error> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT page, candidates FROM generation_pages \
-             WHERE generation = ?1 AND (?2 = 0 OR in_set > 0) AND (?3 IS NULL OR page = ?3) \
+             WHERE generation = $1 AND ($2 = 0 OR in_set > 0) \
+             AND (CAST($3 AS TEXT) IS NULL OR page = $3) \
              ORDER BY page",
         )
         .bind(generation)
-        .bind(only_in_set)
+        .bind(i64::from(only_in_set))
         .bind(page)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         let mut out = Vec::new();
-        for r in rows {
-            let mut rows = gen_doc::candidates(r.get(0), r.get(1))?;
+        for (page, candidates) in rows {
+            let mut rows = gen_doc::candidates(page, &candidates)?;
             if only_in_set {
                 rows.retain(|r| r.in_set);
             }
@@ -605,17 +734,17 @@ impl Store {
         generation: i64,
         page: Option<&str>,
     ) -> Result<Vec<PageStat>, Error> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(
             "SELECT page, stats FROM generation_pages \
-             WHERE generation = ?1 AND (?2 IS NULL OR page = ?2) ORDER BY page",
+             WHERE generation = $1 AND (CAST($2 AS TEXT) IS NULL OR page = $2) ORDER BY page",
         )
         .bind(generation)
         .bind(page)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         let mut out = Vec::new();
-        for r in rows {
-            let mut stats = gen_doc::stats(r.get(0), r.get(1))?;
+        for (page, stats) in rows {
+            let mut stats = gen_doc::stats(page, &stats)?;
             stats.sort_by(|a, b| a.context.as_str().cmp(b.context.as_str()));
             out.append(&mut stats);
         }
@@ -623,29 +752,30 @@ impl Store {
     }
 
     pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {
-        let rows = sqlx::query(
+        type Tuple = (String, Option<f64>, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Tuple> = on_pool!(self, p => sqlx::query_as(
             "SELECT page, probability, min_support, max_count, max_bytes FROM thresholds \
              ORDER BY page",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(p)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|r| ThresholdRow {
-                page: r.get(0),
-                probability: r.get(1),
-                min_support: r.get(2),
-                max_count: r.get(3),
-                max_bytes: r.get(4),
+                page: r.0,
+                probability: r.1,
+                min_support: r.2,
+                max_count: r.3,
+                max_bytes: r.4,
             })
             .collect())
     }
 
     /// Changes the settings `u` names, globally (`page` None) or for one page; the others stay.
     pub async fn set_threshold(&self, page: Option<&str>, u: ThresholdUpdate) -> Result<(), Error> {
-        sqlx::query(
+        on_pool!(self, p => sqlx::query(
             "INSERT INTO thresholds (page, probability, min_support, max_count, max_bytes) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (page) DO UPDATE SET \
                probability = COALESCE(excluded.probability, thresholds.probability), \
                min_support = COALESCE(excluded.min_support, thresholds.min_support), \
@@ -657,30 +787,31 @@ impl Store {
         .bind(u.min_support.map(MinSupport::get))
         .bind(u.max_count.map(MaxCount::get))
         .bind(u.max_bytes.map(MaxBytes::get))
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await.map(|_| ()))?;
         Ok(())
     }
 
     /// Removes a page override (or the global setting, falling back to built-in defaults).
     pub async fn clear_threshold(&self, page: Option<&str>) -> Result<bool, Error> {
-        let r = sqlx::query("DELETE FROM thresholds WHERE page = ?")
+        let n = on_pool!(self, p => sqlx::query("DELETE FROM thresholds WHERE page = $1")
             .bind(page.unwrap_or(""))
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 
     pub async fn pins(&self) -> Result<Vec<PinRow>, Error> {
-        let rows = sqlx::query("SELECT page, asset, action FROM pins ORDER BY page, asset")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, String, String)> = on_pool!(self, p =>
+            sqlx::query_as("SELECT page, asset, action FROM pins ORDER BY page, asset")
+                .fetch_all(p)
+                .await)?;
         rows.into_iter()
-            .map(|r| {
-                let action: String = r.get(2);
+            .map(|(page, asset, action)| {
                 Ok(PinRow {
-                    page: r.get(0),
-                    asset: r.get(1),
+                    page,
+                    asset,
                     action: PinAction::parse(&action)
                         .ok_or_else(|| Error::corrupt(format!("unknown pin action {action:?}")))?,
                 })
@@ -691,11 +822,12 @@ impl Store {
     /// Whether `path` was ever recorded (as a request's path or a Referer's). Exact when false:
     /// no event names a path the dictionary lacks.
     pub async fn path_known(&self, path: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT 1 FROM strings WHERE text = ?")
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        let found: Option<i64> = on_pool!(self, p =>
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM strings WHERE text = $1")
+                .bind(path)
+                .fetch_optional(p)
+                .await)?;
+        Ok(found.is_some())
     }
 
     /// Pins, bans or clears (`None`) an asset for a page. Returns false when there was nothing
@@ -706,27 +838,25 @@ impl Store {
         asset: &str,
         action: Option<PinAction>,
     ) -> Result<bool, Error> {
-        let done = match action {
-            Some(a) => {
-                sqlx::query(
-                    "INSERT INTO pins (page, asset, action) VALUES (?, ?, ?) \
-                     ON CONFLICT (page, asset) DO UPDATE SET action = excluded.action",
-                )
+        let n = match action {
+            Some(a) => on_pool!(self, p => sqlx::query(
+                "INSERT INTO pins (page, asset, action) VALUES ($1, $2, $3) \
+                 ON CONFLICT (page, asset) DO UPDATE SET action = excluded.action",
+            )
+            .bind(page)
+            .bind(asset)
+            .bind(a.as_str())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?,
+            None => on_pool!(self, p => sqlx::query("DELETE FROM pins WHERE page = $1 AND asset = $2")
                 .bind(page)
                 .bind(asset)
-                .bind(a.as_str())
-                .execute(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("DELETE FROM pins WHERE page = ? AND asset = ?")
-                    .bind(page)
-                    .bind(asset)
-                    .execute(&self.pool)
-                    .await?
-            }
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()))?,
         };
-        Ok(done.rows_affected() > 0)
+        Ok(n > 0)
     }
 }
 
@@ -736,11 +866,20 @@ fn context(name: String) -> Result<Context, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::event::{PushMark, Referer};
+    use sqlx::Row;
 
-    pub(super) fn ev(ts: i64, line: Option<i64>) -> Event {
+    /// The SQLite pool of a store the test opened on a file.
+    pub(crate) fn sqlite(s: &Store) -> &SqlitePool {
+        match &s.pool {
+            Pool::Sqlite(p) => p,
+            Pool::Pg(_) => panic!("an SQLite store was expected"),
+        }
+    }
+
+    pub(crate) fn ev(ts: i64, line: Option<i64>) -> Event {
         Event {
             ts_ms: ts,
             client: 1,
@@ -820,7 +959,7 @@ mod tests {
         assert_ne!(a, [0u8; 32]);
     }
 
-    fn varied(i: i64) -> Event {
+    pub(crate) fn varied(i: i64) -> Event {
         Event {
             ts_ms: 1_000 + i,
             client: i % 3,
@@ -847,47 +986,50 @@ mod tests {
         }
     }
 
-    /// The `events` view, read back as events (what operators' own queries see).
-    async fn events_view(s: &Store) -> Vec<Event> {
-        sqlx::query(
-            "SELECT ts_ms, client, conn_id, stream_id, method, path, status, bytes, content_type, \
-             referer, referer_external, is_page, browser, cacheable, push, holdout, source, \
-             source_line, over_cap FROM events ORDER BY id",
-        )
-        .fetch_all(&s.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| Event {
-            ts_ms: r.get(0),
-            client: r.get(1),
-            conn_id: r.get(2),
-            stream_id: r.get(3),
-            method: r.get::<String, _>(4).into(),
-            path: r.get(5),
-            status: r.get::<i64, _>(6) as u16,
-            bytes: r.get::<i64, _>(7) as u64,
-            content_type: r.get(8),
-            referer: match (r.get::<Option<String>, _>(9), r.get::<bool, _>(10)) {
-                (Some(p), _) => Referer::SameSite(p),
-                (None, true) => Referer::External,
-                (None, false) => Referer::None,
-            },
-            is_page: r.get(11),
-            browser: r.get(12),
-            cacheable: r.get(13),
-            push: PushMark::from_i64(r.get(14)),
-            holdout: r.get(15),
-            over_cap: r.get(18),
-            source: r.get(16),
-            source_line: r.get(17),
-        })
-        .collect()
+    /// The `events` view, read back as events (what operators' own queries see), on either backend.
+    pub(crate) async fn events_view(s: &Store) -> Vec<Event> {
+        let rows = on_pool!(s, p => {
+            let rows = sqlx::query(
+                "SELECT ts_ms, client, conn_id, stream_id, method, path, status, bytes, \
+                 content_type, referer, referer_external, is_page, browser, cacheable, push, \
+                 holdout, source, source_line, over_cap FROM events ORDER BY id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap();
+            rows.into_iter()
+                .map(|r| Event {
+                    ts_ms: r.get(0),
+                    client: r.get(1),
+                    conn_id: r.get(2),
+                    stream_id: r.get(3),
+                    method: r.get::<String, _>(4).into(),
+                    path: r.get::<String, _>(5).into(),
+                    status: r.get::<i64, _>(6) as u16,
+                    bytes: r.get::<i64, _>(7) as u64,
+                    content_type: r.get::<Option<String>, _>(8).map(Into::into),
+                    referer: match (r.get::<Option<String>, _>(9), r.get::<i64, _>(10) != 0) {
+                        (Some(p), _) => Referer::SameSite(p),
+                        (None, true) => Referer::External,
+                        (None, false) => Referer::None,
+                    },
+                    is_page: r.get::<i64, _>(11) != 0,
+                    browser: r.get::<i64, _>(12) != 0,
+                    cacheable: r.get::<i64, _>(13) != 0,
+                    push: PushMark::from_i64(r.get(14)),
+                    holdout: r.get::<i64, _>(15) != 0,
+                    over_cap: r.get::<i64, _>(18) != 0,
+                    source: r.get(16),
+                    source_line: r.get(17),
+                })
+                .collect::<Vec<Event>>()
+        });
+        rows
     }
 
     /// 777 [`varied`] events with a few imported lines among the live ones, so batches mix chunks
     /// with and without the import columns.
-    fn varied_with_imports() -> Vec<Event> {
+    pub(crate) fn varied_with_imports() -> Vec<Event> {
         let mut events: Vec<Event> = (0..777).map(varied).collect();
         for (i, e) in events.iter_mut().enumerate().skip(500).step_by(37) {
             (e.source, e.source_line) = (Some(77), Some(i as i64));
@@ -936,7 +1078,7 @@ mod tests {
         want.extend_from_slice(&events[100..]);
         assert_eq!(events_view(&a).await, want);
         let distinct: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM strings")
-            .fetch_one(&a.pool)
+            .fetch_one(sqlite(&a))
             .await
             .unwrap();
         let mut texts = std::collections::HashSet::new();
@@ -973,7 +1115,7 @@ mod tests {
         w.insert(&[varied(0)]).unwrap();
         // Another writer holds the lock past the busy timeout: the batch (with strings the
         // dictionary has not seen) must fail as a whole, leaving no rows and no cached ids.
-        let mut lock = s.pool.acquire().await.unwrap();
+        let mut lock = sqlite(&s).acquire().await.unwrap();
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *lock)
             .await
@@ -990,7 +1132,7 @@ mod tests {
         assert_eq!(events_view(&s).await, want);
     }
 
-    fn compact_strings(e: &Event) -> Vec<String> {
+    pub(crate) fn compact_strings(e: &Event) -> Vec<String> {
         [
             Some(e.method.to_string()),
             Some(e.path.to_string()),
@@ -1072,7 +1214,7 @@ mod tests {
         assert_eq!(s.prune_events_before(1_000).await.unwrap(), 3);
         assert!(s.prune_strings().await.unwrap() >= 1);
         let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM strings")
-            .fetch_all(&s.pool)
+            .fetch_all(sqlite(&s))
             .await
             .unwrap();
         assert!(!texts.contains(&"/old.css".to_string()), "{texts:?}");

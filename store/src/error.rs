@@ -30,6 +30,9 @@ enum Kind {
     /// A file that is not pushwise's database (not SQLite, or another application's).
     #[error("{0}")]
     Foreign(String),
+    /// The database server could not be reached (down, refusing, wrong address or credentials).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl Error {
@@ -48,6 +51,12 @@ impl Error {
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error {
             kind: Kind::Invalid(msg.into()),
+        }
+    }
+
+    pub(crate) fn unreachable(msg: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Unreachable(msg.into()),
         }
     }
 

@@ -10,6 +10,8 @@ pub mod context;
 mod db;
 pub mod error;
 pub mod event;
+pub mod location;
+pub mod pg_cluster;
 pub mod prefix_cap;
 pub mod rows;
 pub mod sets;
@@ -18,10 +20,11 @@ pub mod time;
 pub use client_key::ClientKeyer;
 pub use context::{Context, UaClass};
 pub use db::{
-    APPLICATION_ID, AssetCount, Dictionary, EventWriter, Fold, LearnState, MIGRATOR, SaltState,
-    Store, ViewCount,
+    APPLICATION_ID, AnalyzerLock, AssetCount, Dictionary, EventWriter, Fold, GenerationNotices, LearnState, MIGRATOR,
+    PG_MIGRATOR, SaltState, Store, ViewCount,
 };
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};
+pub use location::Location;
 pub use prefix_cap::PrefixCap;
 pub use sets::PushSets;

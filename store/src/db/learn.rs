@@ -6,13 +6,55 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
 
-use super::Store;
+use super::{Pool, Store, on_pool};
 use super::compact::Flags;
 use crate::context::Context;
 use crate::error::Error;
 use crate::rows::{AssetInfo, EventRow};
+
+/// Writes the learner's state `$s` in transaction `$tx` (a macro: its body is compiled for the
+/// transaction type of each backend).
+macro_rules! write_state {
+    ($tx:ident, $s:expr) => {{
+        let s: &LearnState = $s;
+        sqlx::query(
+            "INSERT INTO learn_state (id, watermark, ref_ms, half_life_ms, window_ms) \
+             VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
+             watermark = excluded.watermark, ref_ms = excluded.ref_ms, \
+             half_life_ms = excluded.half_life_ms, window_ms = excluded.window_ms",
+        )
+        .bind(s.watermark)
+        .bind(s.ref_ms)
+        .bind(s.half_life_ms)
+        .bind(s.window_ms)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("DELETE FROM source_clocks")
+            .execute(&mut *$tx)
+            .await?;
+        let clocks: Vec<(i64, i64)> = s.clocks.iter().map(|(k, v)| (*k, *v)).collect();
+        for chunk in clocks.chunks(CHUNK) {
+            let mut q = QueryBuilder::new("INSERT INTO source_clocks (source, clock_ms) ");
+            q.push_values(chunk, |mut b, (s, c)| {
+                b.push_bind(*s).push_bind(*c);
+            });
+            q.build().execute(&mut *$tx).await?;
+        }
+        sqlx::query("DELETE FROM open_sessions")
+            .execute(&mut *$tx)
+            .await?;
+        let open: Vec<(i64, i64, i64)> = s.open.iter().map(|((c, s), f)| (*c, *s, *f)).collect();
+        for chunk in open.chunks(CHUNK) {
+            let mut q = QueryBuilder::new("INSERT INTO open_sessions (client, source, first_id) ");
+            q.push_values(chunk, |mut b, (c, s, f)| {
+                b.push_bind(*c).push_bind(*s).push_bind(*f);
+            });
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
 
 /// Rows per multi-row upsert: 8 columns × 500 stays far below SQLite's variable limit.
 const CHUNK: usize = 500;
@@ -106,60 +148,62 @@ impl Dictionary {
 impl Store {
     /// The learner's saved state, or `None` before its first pass (or after a reset).
     pub async fn learn_state(&self) -> Result<Option<LearnState>, Error> {
-        let Some(row) = sqlx::query(
+        let row: Option<(i64, Option<i64>, i64, i64)> = on_pool!(self, p => sqlx::query_as(
             "SELECT watermark, ref_ms, half_life_ms, window_ms FROM learn_state WHERE id = 1",
         )
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+        .fetch_optional(p)
+        .await)?;
+        let Some((watermark, ref_ms, half_life_ms, window_ms)) = row else {
             return Ok(None);
         };
         let mut s = LearnState {
-            watermark: row.get(0),
-            ref_ms: row.get(1),
-            half_life_ms: row.get(2),
-            window_ms: row.get(3),
+            watermark,
+            ref_ms,
+            half_life_ms,
+            window_ms,
             ..Default::default()
         };
-        for r in sqlx::query("SELECT source, clock_ms FROM source_clocks")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            s.clocks.insert(r.get(0), r.get(1));
-        }
-        for r in sqlx::query("SELECT client, source, first_id FROM open_sessions")
-            .fetch_all(&self.pool)
-            .await?
-        {
-            s.open.insert((r.get(0), r.get(1)), r.get(2));
-        }
+        let clocks: Vec<(i64, i64)> = on_pool!(self, p =>
+            sqlx::query_as("SELECT source, clock_ms FROM source_clocks")
+                .fetch_all(p)
+                .await)?;
+        s.clocks.extend(clocks);
+        let open: Vec<(i64, i64, i64)> = on_pool!(self, p =>
+            sqlx::query_as("SELECT client, source, first_id FROM open_sessions")
+                .fetch_all(p)
+                .await)?;
+        s.open
+            .extend(open.into_iter().map(|(c, src, first)| ((c, src), first)));
         Ok(Some(s))
     }
 
     /// The import sources marked complete.
     pub async fn sources_done(&self) -> Result<HashSet<i64>, Error> {
-        Ok(sqlx::query_scalar("SELECT source FROM sources_done")
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .collect())
+        let done: Vec<i64> = on_pool!(self, p =>
+            sqlx::query_scalar("SELECT source FROM sources_done")
+                .fetch_all(p)
+                .await)?;
+        Ok(done.into_iter().collect())
     }
 
     /// Marks an import complete: every line of `source` is in the event log, so the learner can
     /// close its sessions instead of waiting for later lines.
     pub async fn mark_source_done(&self, source: i64) -> Result<(), Error> {
-        sqlx::query("INSERT INTO sources_done (source) VALUES (?) ON CONFLICT DO NOTHING")
-            .bind(source)
-            .execute(&self.pool)
-            .await?;
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO sources_done (source) VALUES ($1) ON CONFLICT DO NOTHING"
+        )
+        .bind(source)
+        .execute(p)
+        .await.map(|_| ()))?;
         Ok(())
     }
 
     /// The highest event id (0 when there are none).
     pub async fn max_event_id(&self) -> Result<i64, Error> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM event_log")
-            .fetch_one(&self.pool)
-            .await?;
+        let id: Option<i64> = on_pool!(self, p =>
+            sqlx::query_scalar("SELECT MAX(id) FROM event_log")
+                .fetch_one(p)
+                .await)?;
         Ok(id.unwrap_or(0))
     }
 
@@ -174,15 +218,30 @@ impl Store {
     ) -> Result<Vec<EventRow>, Error> {
         // One JSON array per page instead of one driver row per event: the driver's per-row and
         // per-value work was most of a pass's reading time.
-        let json: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, ts_ms, client, conn_id, path, status, bytes, \
-             referer, flags, source, method)) FROM (SELECT * FROM event_log WHERE id > ? \
-             ORDER BY id LIMIT ?)",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_one(&self.pool)
-        .await?;
+        let json: String = match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_scalar(
+                    "SELECT json_group_array(json_array(id, ts_ms, client, conn_id, path, status, \
+                     bytes, referer, flags, source, method)) FROM (SELECT * FROM event_log \
+                     WHERE id > $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(after_id)
+                .bind(limit)
+                .fetch_one(p)
+                .await?
+            }
+            Pool::Pg(pg) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(json_agg(json_build_array(id, ts_ms, client, conn_id, path, \
+                     status, bytes, referer, flags, source, method))::text, '[]') \
+                     FROM (SELECT * FROM event_log WHERE id > $1 ORDER BY id LIMIT $2) page",
+                )
+                .bind(after_id)
+                .bind(limit)
+                .fetch_one(&pg.pool)
+                .await?
+            }
+        };
         let mut rows: Vec<EventTuple> = decode(&json, "event page")?;
         rows.sort_unstable_by_key(|r| r.0);
         let needs = |id: Option<i64>, d: &Dictionary| id.is_some_and(|id| d.get(id).is_none());
@@ -239,14 +298,14 @@ impl Store {
     }
 
     async fn extend_dictionary(&self, dict: &mut Dictionary) -> Result<(), Error> {
-        for r in sqlx::query("SELECT id, text FROM strings WHERE id > ? ORDER BY id")
-            .bind(dict.max_id)
-            .fetch_all(&self.pool)
-            .await?
-        {
-            let id: i64 = r.get(0);
+        let rows: Vec<(i64, String)> = on_pool!(self, p =>
+            sqlx::query_as("SELECT id, text FROM strings WHERE id > $1 ORDER BY id")
+                .bind(dict.max_id)
+                .fetch_all(p)
+                .await)?;
+        for (id, text) in rows {
             dict.max_id = dict.max_id.max(id);
-            dict.texts.insert(id, r.get(1));
+            dict.texts.insert(id, text);
         }
         Ok(())
     }
@@ -257,7 +316,7 @@ impl Store {
         &self,
     ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<(String, AssetInfo)>), Error> {
         let json = self
-            .json_rows("SELECT json_group_array(json_array(page, context, views, weighted)) FROM view_counts")
+            .json_rows("page, context, views, weighted", "view_counts")
             .await?;
         let views = decode::<Vec<(String, String, i64, f64)>>(&json, "view counts")?
             .into_iter()
@@ -272,8 +331,8 @@ impl Store {
             .collect::<Result<Vec<_>, Error>>()?;
         let json = self
             .json_rows(
-                "SELECT json_group_array(json_array(page, context, asset, hit_n, hit_w, unknown_n, \
-                 unknown_w, delay_ln_sum)) FROM asset_counts",
+                "page, context, asset, hit_n, hit_w, unknown_n, unknown_w, delay_ln_sum",
+                "asset_counts",
             )
             .await?;
         type AssetTuple = (String, String, String, i64, f64, i64, f64, f64);
@@ -296,8 +355,8 @@ impl Store {
             .collect::<Result<Vec<_>, Error>>()?;
         let json = self
             .json_rows(
-                "SELECT json_group_array(json_array(path, bytes_sum, bytes_n, cacheable, saw_ok, \
-                 last_status, last_id)) FROM asset_info",
+                "path, bytes_sum, bytes_n, cacheable, saw_ok, last_status, last_id",
+                "asset_info",
             )
             .await?;
         type InfoTuple = (String, i64, i64, u8, u8, i64, i64);
@@ -320,27 +379,37 @@ impl Store {
         Ok((views, assets, info))
     }
 
-    /// Runs a query that aggregates rows into one JSON array.
-    async fn json_rows(&self, sql: &'static str) -> Result<String, Error> {
-        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    /// Every row of `table` (`columns` of it) aggregated into one JSON array of arrays.
+    async fn json_rows(&self, columns: &'static str, table: &'static str) -> Result<String, Error> {
+        let sql = match self.pool {
+            Pool::Sqlite(_) => {
+                format!("SELECT json_group_array(json_array({columns})) FROM {table}")
+            }
+            Pool::Pg(_) => format!(
+                "SELECT COALESCE(json_agg(json_build_array({columns}))::text, '[]') FROM {table}"
+            ),
+        };
+        // Only the static names above go into the statement.
+        Ok(on_pool!(self, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(p).await)?)
     }
 
     /// Writes one pass's counts and its new state in one transaction: a crash leaves either the
     /// state before the pass or the state after it, never half of it.
     pub async fn fold(&self, f: &Fold) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        on_pool!(self, p => {
+        let mut tx = p.begin().await?;
         if f.rescale != 1.0 {
-            sqlx::query("UPDATE view_counts SET weighted = weighted * ?1")
+            sqlx::query("UPDATE view_counts SET weighted = weighted * $1")
                 .bind(f.rescale)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE asset_counts SET hit_w = hit_w * ?1, unknown_w = unknown_w * ?1")
+            sqlx::query("UPDATE asset_counts SET hit_w = hit_w * $1, unknown_w = unknown_w * $1")
                 .bind(f.rescale)
                 .execute(&mut *tx)
                 .await?;
         }
         for chunk in f.views.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::new(
                 "INSERT INTO view_counts (page, context, views, weighted) ",
             );
             q.push_values(chunk, |mut b, v| {
@@ -350,13 +419,14 @@ impl Store {
                     .push_bind(v.weighted);
             });
             q.push(
-                " ON CONFLICT (page, context) DO UPDATE SET views = views + excluded.views, \
-                 weighted = weighted + excluded.weighted",
+                " ON CONFLICT (page, context) DO UPDATE SET \
+                 views = view_counts.views + excluded.views, \
+                 weighted = view_counts.weighted + excluded.weighted",
             );
             q.build().execute(&mut *tx).await?;
         }
         for chunk in f.assets.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::new(
                 "INSERT INTO asset_counts (page, context, asset, hit_n, hit_w, unknown_n, \
                  unknown_w, delay_ln_sum) ",
             );
@@ -371,15 +441,17 @@ impl Store {
                     .push_bind(a.delay_ln_sum);
             });
             q.push(
-                " ON CONFLICT (page, context, asset) DO UPDATE SET hit_n = hit_n + excluded.hit_n, \
-                 hit_w = hit_w + excluded.hit_w, unknown_n = unknown_n + excluded.unknown_n, \
-                 unknown_w = unknown_w + excluded.unknown_w, \
-                 delay_ln_sum = delay_ln_sum + excluded.delay_ln_sum",
+                " ON CONFLICT (page, context, asset) DO UPDATE SET \
+                 hit_n = asset_counts.hit_n + excluded.hit_n, \
+                 hit_w = asset_counts.hit_w + excluded.hit_w, \
+                 unknown_n = asset_counts.unknown_n + excluded.unknown_n, \
+                 unknown_w = asset_counts.unknown_w + excluded.unknown_w, \
+                 delay_ln_sum = asset_counts.delay_ln_sum + excluded.delay_ln_sum",
             );
             q.build().execute(&mut *tx).await?;
         }
         for chunk in f.info.chunks(CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::new(
                 "INSERT INTO asset_info (path, bytes_sum, bytes_n, cacheable, saw_ok, \
                  last_status, last_id) ",
             );
@@ -387,31 +459,36 @@ impl Store {
                 b.push_bind(path)
                     .push_bind(a.bytes_sum)
                     .push_bind(a.bytes_n)
-                    .push_bind(a.cacheable)
-                    .push_bind(a.saw_ok)
+                    .push_bind(i64::from(a.cacheable))
+                    .push_bind(i64::from(a.saw_ok))
                     .push_bind(i64::from(a.last_status))
                     .push_bind(a.last_id);
             });
             q.push(
-                " ON CONFLICT (path) DO UPDATE SET bytes_sum = bytes_sum + excluded.bytes_sum, \
-                 bytes_n = bytes_n + excluded.bytes_n, \
-                 cacheable = (cacheable AND excluded.cacheable), \
-                 saw_ok = (saw_ok OR excluded.saw_ok), \
-                 last_status = CASE WHEN excluded.last_id > last_id THEN excluded.last_status \
-                               ELSE last_status END, \
-                 last_id = CASE WHEN excluded.last_id > last_id THEN excluded.last_id \
-                           ELSE last_id END",
+                " ON CONFLICT (path) DO UPDATE SET \
+                 bytes_sum = asset_info.bytes_sum + excluded.bytes_sum, \
+                 bytes_n = asset_info.bytes_n + excluded.bytes_n, \
+                 cacheable = CASE WHEN asset_info.cacheable <> 0 AND excluded.cacheable <> 0 \
+                             THEN 1 ELSE 0 END, \
+                 saw_ok = CASE WHEN asset_info.saw_ok <> 0 OR excluded.saw_ok <> 0 \
+                          THEN 1 ELSE 0 END, \
+                 last_status = CASE WHEN excluded.last_id > asset_info.last_id \
+                               THEN excluded.last_status ELSE asset_info.last_status END, \
+                 last_id = CASE WHEN excluded.last_id > asset_info.last_id \
+                           THEN excluded.last_id ELSE asset_info.last_id END",
             );
             q.build().execute(&mut *tx).await?;
         }
-        write_state(&mut tx, &f.state).await?;
+        write_state!(tx, &f.state);
         tx.commit().await?;
         Ok(())
+        })
     }
 
     /// Forgets everything the learner folded (for `analyze --rebuild`); events are kept.
     pub async fn reset_learning(&self) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        on_pool!(self, p => {
+        let mut tx = p.begin().await?;
         for sql in [
             "DELETE FROM learn_state",
             "DELETE FROM source_clocks",
@@ -424,47 +501,7 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+        })
     }
 }
 
-async fn write_state(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    s: &LearnState,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO learn_state (id, watermark, ref_ms, half_life_ms, window_ms) \
-         VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET watermark = excluded.watermark, \
-         ref_ms = excluded.ref_ms, half_life_ms = excluded.half_life_ms, \
-         window_ms = excluded.window_ms",
-    )
-    .bind(s.watermark)
-    .bind(s.ref_ms)
-    .bind(s.half_life_ms)
-    .bind(s.window_ms)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM source_clocks")
-        .execute(&mut **tx)
-        .await?;
-    let clocks: Vec<(i64, i64)> = s.clocks.iter().map(|(k, v)| (*k, *v)).collect();
-    for chunk in clocks.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO source_clocks (source, clock_ms) ");
-        q.push_values(chunk, |mut b, (s, c)| {
-            b.push_bind(*s).push_bind(*c);
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    sqlx::query("DELETE FROM open_sessions")
-        .execute(&mut **tx)
-        .await?;
-    let open: Vec<(i64, i64, i64)> = s.open.iter().map(|((c, s), f)| (*c, *s, *f)).collect();
-    for chunk in open.chunks(CHUNK) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO open_sessions (client, source, first_id) ");
-        q.push_values(chunk, |mut b, (c, s, f)| {
-            b.push_bind(*c).push_bind(*s).push_bind(*f);
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}

@@ -18,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::compact::{EPOCH_KEY, StringIds, columns, insert_chunks};
+use super::pg::PgStore;
 use crate::error::Error;
 use crate::event::Event;
 
@@ -41,6 +42,9 @@ pub struct EventWriter {
     /// The file the first connection opened.
     opened: Option<FileId>,
     strings: StringIds,
+    /// A PostgreSQL store instead of the file: batches go through its pool, driven from this
+    /// (blocking) thread on the runtime the pool belongs to.
+    pg: Option<PgStore>,
 }
 
 /// A file's identity: device and inode.
@@ -59,6 +63,17 @@ impl EventWriter {
             conn: None,
             opened: None,
             strings,
+            pg: None,
+        }
+    }
+
+    pub(super) fn postgres(pg: PgStore, strings: StringIds) -> EventWriter {
+        EventWriter {
+            path: PathBuf::new(),
+            conn: None,
+            opened: None,
+            strings,
+            pg: Some(pg),
         }
     }
 
@@ -68,6 +83,11 @@ impl EventWriter {
     pub fn insert(&mut self, events: &[Event]) -> Result<u64, Error> {
         if events.is_empty() {
             return Ok(0);
+        }
+        if let Some(pg) = &self.pg {
+            // Blocking, like the SQLite path: from the recorder's own thread (or spawn_blocking),
+            // never from an async task.
+            return pg.rt.block_on(pg.insert_events(&self.strings, events));
         }
         let result = self.try_insert(events);
         if result.is_err() {

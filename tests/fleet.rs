@@ -1,0 +1,192 @@
+//! Fleet mode end to end: pushwise servers sharing one real PostgreSQL store learn from all of
+//! their traffic, run one analyzer pass at a time, and push the same sets.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pushwise_bench::site::SiteMap;
+use pushwise_store::pg_cluster::PgCluster;
+
+/// Serves the example site on the fleet database `db`: no analyzer of its own, no holdout (every
+/// view gets the set), and a poll interval long enough that only the generation notices can make
+/// it load a new generation within the test.
+fn fleet_server(db: &str, extra: &[&str]) -> Server {
+    let root = site();
+    let mut args = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--analyze-every",
+        "0",
+        "--holdout",
+        "0",
+        "--reload-every-ms",
+        "600s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with_db(&args, tempfile::tempdir().unwrap(), PathBuf::from(db))
+}
+
+/// One browser view of `page` (its HTML-linked and CSS-found assets fetched on one connection)
+/// from a client of its own.
+fn browser_view(s: &Server, page: &pushwise_bench::site::Page, client: usize) {
+    let ua = format!("{} client/{client}", pushwise_bench::synth::BROWSER_UAS[0]);
+    let mut args = vec![
+        "-n".to_string(),
+        "-H".into(),
+        format!("user-agent: {ua}"),
+        "-a".into(),
+        s.url(&page.path),
+    ];
+    for (_, a) in &page.via_css {
+        args.push(s.url(a));
+    }
+    let o = std::process::Command::new("nghttp")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// (context, asset) → (probability, support, in set) of every candidate of `page`.
+fn candidates(
+    db: &std::path::Path,
+    page: &str,
+) -> std::collections::BTreeMap<(String, String), (f64, u64, bool)> {
+    let show = pushwise_json(db, &["sets", "show", page, "--json"]);
+    let mut rows: Vec<serde_json::Value> = show[0]["assets"].as_array().unwrap().clone();
+    for list in show[0]["by_context"].as_object().unwrap().values() {
+        rows.extend(list.as_array().unwrap().iter().cloned());
+    }
+    rows.into_iter()
+        .map(|r| {
+            (
+                (
+                    r["context"].as_str().unwrap().to_string(),
+                    r["path"].as_str().unwrap().to_string(),
+                ),
+                (
+                    r["probability"].as_f64().unwrap(),
+                    r["support"].as_u64().unwrap(),
+                    r["in_set"] == true,
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_servers_on_one_postgres_learn_together_run_one_pass_at_a_time_and_push_the_same_set() {
+    let pg = PgCluster::start().unwrap();
+    let url = pg.create_database("fleet").unwrap();
+    let db = PathBuf::from(&url);
+    let mut a = fleet_server(&url, &[]);
+    let mut b = fleet_server(&url, &[]);
+    // The example site is small: let 16 views of a page be enough for a set of its own.
+    pushwise(&db, &["threshold", "set", "0.5", "--min-support", "5"]);
+    let sitemap = SiteMap::scan(&site()).unwrap();
+    let home = sitemap.pages.iter().find(|p| p.path == "/").unwrap();
+
+    // Half the views of every page reach each server.
+    let mut client = 0;
+    for page in &sitemap.pages {
+        for i in 0..16 {
+            client += 1;
+            browser_view(if i % 2 == 0 { &a } else { &b }, page, client);
+        }
+    }
+    // Both servers' recorders write into the one store: wait until every page view is there.
+    let views = sitemap.pages.len() * 16;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recorded = events(&db).iter().filter(|e| e.is_page).count();
+        if recorded >= views {
+            assert_eq!(recorded, views, "no event is recorded twice");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{recorded} of {views} views recorded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let per_conn: std::collections::HashSet<i64> = events(&db).iter().map(|e| e.conn_id).collect();
+    assert!(per_conn.len() > 1);
+
+    // While another process holds the fleet's analyzer lock (a pass in progress elsewhere), a
+    // pass skips and says so.
+    let db2 = db.clone();
+    with_store(&db, |s| async move {
+        let held = s.try_analyzer_lock().await.unwrap().expect("lock free");
+        let out = pushwise_json(&db2, &["analyze", "--once", "--json"]);
+        assert_eq!(out["skipped"], true, "{out}");
+        held.release().await;
+    });
+
+    // Two passes started together: one runs, the other skips, or (if the first was already done)
+    // the second finds nothing new. Either way nothing is counted twice: the counts equal a
+    // rebuild's.
+    let spawn = || {
+        std::process::Command::new(bin())
+            .arg("--db")
+            .arg(&db)
+            .args(["analyze", "--once", "--json"])
+            .output()
+            .unwrap()
+    };
+    let (x, y) = std::thread::scope(|t| {
+        let x = t.spawn(spawn);
+        let y = t.spawn(spawn);
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    let outs: Vec<serde_json::Value> = [x, y]
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", text(o));
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    let ran: Vec<&serde_json::Value> = outs.iter().filter(|o| o["skipped"] != true).collect();
+    assert!(!ran.is_empty(), "{outs:?}");
+    let incremental = candidates(&db, "/");
+    assert!(
+        incremental.values().any(|c| c.2),
+        "the home page has a set: {outs:?}"
+    );
+
+    // Both servers load the new generation from the notice (their poll is 10 minutes away) and
+    // promise the same assets for the home page.
+    let promised = |s: &Server| promised_paths(&nghttp(&[&s.url("/")]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (pa, pb) = loop {
+        let (pa, pb) = (promised(&a), promised(&b));
+        if !pa.is_empty() && !pb.is_empty() {
+            break (pa, pb);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no push after the pass: a {pa:?}, b {pb:?}\n{}\n{}",
+            a.stderr(),
+            b.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(pa, pb);
+    for asset in home.all_assets() {
+        assert!(pa.contains(&asset), "{asset} not promised: {pa:?}");
+    }
+
+    assert_eq!(a.stop(), 0);
+    assert_eq!(b.stop(), 0);
+    pushwise(&db, &["analyze", "--rebuild"]);
+    let rebuilt = candidates(&db, "/");
+    assert_eq!(
+        incremental.keys().collect::<Vec<_>>(),
+        rebuilt.keys().collect::<Vec<_>>()
+    );
+    for (k, (p, n, in_set)) in &incremental {
+        let (q, m, in_set2) = rebuilt[k];
+        assert_eq!(*n, m, "support of {k:?}: counted twice?");
+        assert!((p - q).abs() <= 1e-9, "{k:?}: {p} vs {q}");
+        assert_eq!(*in_set, in_set2, "{k:?}");
+    }
+}
