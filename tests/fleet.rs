@@ -106,7 +106,10 @@ fn two_servers_on_one_postgres_learn_together_run_one_pass_at_a_time_and_push_th
             assert_eq!(recorded, views, "no event is recorded twice");
             break;
         }
-        assert!(Instant::now() < deadline, "{recorded} of {views} views recorded");
+        assert!(
+            Instant::now() < deadline,
+            "{recorded} of {views} views recorded"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let per_conn: std::collections::HashSet<i64> = events(&db).iter().map(|e| e.conn_id).collect();
@@ -189,4 +192,114 @@ fn two_servers_on_one_postgres_learn_together_run_one_pass_at_a_time_and_push_th
         assert!((p - q).abs() <= 1e-9, "{k:?}: {p} vs {q}");
         assert_eq!(*in_set, in_set2, "{k:?}");
     }
+}
+
+/// The value of metric line `name` (with its trailing space) in a scrape of `s`, or 0.
+fn metric(s: &Server, name: &str) -> f64 {
+    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn postgres_going_down_under_load_fails_no_request_counts_the_drops_and_recording_resumes() {
+    let pg = PgCluster::start().unwrap();
+    let url = pg.create_database("outage").unwrap();
+    let db = PathBuf::from(&url);
+    // A small queue, so that a few seconds without the database overflow it.
+    let extra = [
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--keep-query",
+        "--queue-size",
+        "40",
+        "--batch-size",
+        "10",
+        "--batch-interval-ms",
+        "50",
+    ];
+    let mut a = fleet_server(&url, &extra);
+    let mut b = fleet_server(&url, &extra);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let recorded_requests = || -> Vec<usize> {
+        events(&db)
+            .iter()
+            .filter_map(|e| e.path.strip_prefix("/about.html?r=")?.parse().ok())
+            .collect()
+    };
+    let statuses = std::thread::scope(|t| {
+        // The load: one request after another, alternating servers, each with its own number.
+        let load = t.spawn(|| {
+            let mut statuses = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let s = if i % 2 == 0 { &a } else { &b };
+                statuses.push(http_status(&s.url(&format!("/about.html?r={i}")), &[]));
+                sent.store(i, std::sync::atomic::Ordering::Relaxed);
+            }
+            statuses
+        });
+        // Whatever happens below (a failed assertion too), the load stops, or the scope would
+        // wait for it forever.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop_load = StopOnDrop(&stop);
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while !done() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        wait_for("recording to start", &|| recorded_requests().len() >= 20);
+        pg.stop().unwrap();
+        let dropped = "pushwise_recorder_events_dropped_total ";
+        let failed = "pushwise_recorder_failed_batches_total ";
+        wait_for(
+            "both servers to count failed batches and dropped events",
+            &|| {
+                [&a, &b]
+                    .iter()
+                    .all(|s| metric(s, dropped) > 0.0 && metric(s, failed) > 0.0)
+            },
+        );
+        pg.restart().unwrap();
+        let back = sent.load(std::sync::atomic::Ordering::Relaxed);
+        wait_for("recording to resume on both servers", &|| {
+            let after: Vec<usize> = recorded_requests()
+                .into_iter()
+                .filter(|r| *r > back)
+                .collect();
+            after.iter().any(|r| r % 2 == 0) && after.iter().any(|r| r % 2 == 1)
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        load.join().unwrap()
+    });
+    assert!(statuses.len() > 40, "{} requests", statuses.len());
+    let failed: Vec<(usize, &String)> = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s != "200")
+        .collect();
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
+    assert_eq!(a.stop(), 0);
+    assert_eq!(b.stop(), 0);
+    let mut recorded = recorded_requests();
+    let n = recorded.len();
+    recorded.sort_unstable();
+    recorded.dedup();
+    assert_eq!(recorded.len(), n, "an event was recorded twice");
+    assert!(
+        n < statuses.len(),
+        "the outage lost some events ({n} of {})",
+        statuses.len()
+    );
 }

@@ -189,18 +189,18 @@ async fn compare(
                 done_at = true;
             }
             start = cut;
-            run_pass(&inc, &lp, now + 1).await.unwrap();
+            run_pass(inc, &lp, now + 1).await.unwrap();
         }
         let end = events.iter().map(|e| e.ts_ms).max().unwrap_or(0) + 1;
-        run_pass(&inc, &lp, end).await.unwrap();
+        run_pass(inc, &lp, end).await.unwrap();
 
         all.insert_events(&events).await.unwrap();
         if import_to > import_from {
             all.mark_source_done(IMPORT).await.unwrap();
         }
-        rebuild(&all, &lp, end, &mut |_, _| {}).await.unwrap();
+        rebuild(all, &lp, end, &mut |_, _| {}).await.unwrap();
 
-        let (a, b) = (learned(&inc).await, learned(&all).await);
+        let (a, b) = (learned(inc).await, learned(all).await);
         assert_eq!(
             a.keys().collect::<Vec<_>>(),
             b.keys().collect::<Vec<_>>(),
@@ -237,7 +237,9 @@ fn passes_on_postgres_learn_what_a_rebuild_on_sqlite_learns() {
     runner
         .run(&strategy, |(live, import, import_at, cuts)| {
             case.set(case.get() + 1);
-            let url = cluster.create_database(&format!("c{}", case.get())).unwrap();
+            let url = cluster
+                .create_database(&format!("c{}", case.get()))
+                .unwrap();
             rt.block_on(async {
                 let loc = pushwise_store::Location::parse(&url).unwrap();
                 let inc = Store::open_at(&loc).await.unwrap();

@@ -49,7 +49,10 @@ fn skipped(json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&serde_json::json!({ "skipped": true, "reason": reason }));
     }
-    writeln!(out(), "skipped: {reason}; its generation is the one servers load")?;
+    writeln!(
+        out(),
+        "skipped: {reason}; its generation is the one servers load"
+    )?;
     Ok(())
 }
 

@@ -252,7 +252,9 @@ async fn analyze_loop(
             }
             Err(e) if e.is_busy() => {
                 metrics.analyzer_skipped.inc();
-                tracing::debug!("analyzer pass skipped: another server of the fleet is running one");
+                tracing::debug!(
+                    "analyzer pass skipped: another server of the fleet is running one"
+                );
             }
             Err(e) => {
                 metrics.analyzer_failures.inc();

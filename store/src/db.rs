@@ -60,7 +60,7 @@ pub(crate) use on_pool;
 #[derive(Clone, Debug)]
 enum Pool {
     Sqlite(SqlitePool),
-    Pg(pg::PgStore),
+    Pg(std::sync::Arc<pg::PgStore>),
 }
 
 /// Rows per multi-row INSERT: 5 columns × 500 stays far below SQLite's variable limit.
@@ -154,7 +154,7 @@ impl Store {
         match loc {
             Location::Sqlite(path) => Self::open_sqlite(path).await,
             Location::Postgres(pg) => Ok(Store {
-                pool: Pool::Pg(pg::PgStore::connect(pg, false).await?),
+                pool: Pool::Pg(std::sync::Arc::new(pg::PgStore::connect(pg, false).await?)),
                 path: PathBuf::new(),
                 read_only: false,
                 strings: StringIds::default(),
@@ -227,7 +227,7 @@ impl Store {
                 // PostgreSQL serves readers beside writers by itself: the same pool, refusing
                 // writes, and a schema check instead of migrations.
                 return Ok(Store {
-                    pool: Pool::Pg(pg::PgStore::connect(&pg, true).await?),
+                    pool: Pool::Pg(std::sync::Arc::new(pg::PgStore::connect(&pg, true).await?)),
                     path: PathBuf::new(),
                     read_only: true,
                     strings: StringIds::default(),
@@ -351,7 +351,10 @@ impl Store {
                 "pushwise backup copies an SQLite file; back a PostgreSQL store up with pg_dump",
             ));
         };
-        sqlx::query("VACUUM INTO ?").bind(dest).execute(pool).await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(dest)
+            .execute(pool)
+            .await?;
         Ok(())
     }
 
@@ -423,10 +426,12 @@ impl Store {
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
-        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), Error> {
@@ -459,11 +464,10 @@ impl Store {
         // IMMEDIATE: the write lock first, so the dictionary epoch read below cannot change before
         // this batch commits (a prune waits for it, or it sees the prune's new epoch).
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let epoch: Option<String> =
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-                .bind(EPOCH_KEY)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let epoch: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(EPOCH_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
         self.strings
             .sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
         let mut ids = self.strings.lookup(events);
@@ -584,16 +588,20 @@ impl Store {
     }
 
     pub async fn count_events(&self) -> Result<i64, Error> {
-        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM event_log")
             .fetch_one(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// Rows in the string dictionary (paths, referers, methods, content types).
     pub async fn count_strings(&self) -> Result<i64, Error> {
-        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM strings")
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM strings")
             .fetch_one(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// All events at or after `since_ms`, in insertion order, with the columns the learner needs.
@@ -620,9 +628,11 @@ impl Store {
 
     /// The newest generation's id, if the analyzer has run. Cheap: the server polls it.
     pub async fn latest_generation(&self) -> Result<Option<i64>, Error> {
-        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT MAX(id) FROM generations")
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT MAX(id) FROM generations")
             .fetch_one(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     pub async fn generation(&self, id: i64) -> Result<Option<Generation>, Error> {
@@ -849,12 +859,14 @@ impl Store {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?,
-            None => on_pool!(self, p => sqlx::query("DELETE FROM pins WHERE page = $1 AND asset = $2")
+            None => {
+                on_pool!(self, p => sqlx::query("DELETE FROM pins WHERE page = $1 AND asset = $2")
                 .bind(page)
                 .bind(asset)
                 .execute(p)
                 .await
-                .map(|r| r.rows_affected()))?,
+                .map(|r| r.rows_affected()))?
+            }
         };
         Ok(n > 0)
     }
@@ -988,7 +1000,7 @@ pub(super) mod tests {
 
     /// The `events` view, read back as events (what operators' own queries see), on either backend.
     pub(crate) async fn events_view(s: &Store) -> Vec<Event> {
-        let rows = on_pool!(s, p => {
+        on_pool!(s, p => {
             let rows = sqlx::query(
                 "SELECT ts_ms, client, conn_id, stream_id, method, path, status, bytes, \
                  content_type, referer, referer_external, is_page, browser, cacheable, push, \
@@ -1023,8 +1035,7 @@ pub(super) mod tests {
                     source_line: r.get(17),
                 })
                 .collect::<Vec<Event>>()
-        });
-        rows
+        })
     }
 
     /// 777 [`varied`] events with a few imported lines among the live ones, so batches mix chunks

@@ -47,7 +47,9 @@ impl Location {
             .or_else(|| arg.strip_prefix("sqlite:"))
         {
             if rest.is_empty() {
-                return Err(Error::invalid("sqlite:// needs a path (sqlite:///var/lib/pushwise.db)"));
+                return Err(Error::invalid(
+                    "sqlite:// needs a path (sqlite:///var/lib/pushwise.db)",
+                ));
             }
             return Ok(Location::Sqlite(PathBuf::from(rest)));
         }
@@ -98,9 +100,13 @@ impl PgLocation {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "pool_max" => {
-                    loc.pool_max = v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(
-                        || Error::invalid(format!("pool_max={v}: expected 1 to 1000 connections")),
-                    )?;
+                    loc.pool_max = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| {
+                            Error::invalid(format!("pool_max={v}: expected 1 to 1000 connections"))
+                        })?;
                 }
                 "statement_timeout" => loc.statement_timeout = parse_timeout(v)?,
                 _ => kept.push(pair),
@@ -114,7 +120,9 @@ impl PgLocation {
         // Let sqlx's parser refuse a malformed URL now, with the redacted URL in the message.
         loc.url
             .parse::<sqlx::postgres::PgConnectOptions>()
-            .map_err(|e| Error::invalid(format!("{loc}: not a PostgreSQL URL pushwise can use: {e}")))?;
+            .map_err(|e| {
+                Error::invalid(format!("{loc}: not a PostgreSQL URL pushwise can use: {e}"))
+            })?;
         Ok(loc)
     }
 }
@@ -231,7 +239,10 @@ mod tests {
         };
         assert_eq!(pg.pool_max, 3);
         assert_eq!(pg.statement_timeout, Duration::from_millis(500));
-        assert_eq!(pg.url, "postgresql://pw:s3cret@db.internal:5433/pushwise?sslmode=require");
+        assert_eq!(
+            pg.url,
+            "postgresql://pw:s3cret@db.internal:5433/pushwise?sslmode=require"
+        );
         assert_eq!(
             pg.to_string(),
             "postgresql://pw:***@db.internal:5433/pushwise?sslmode=require"
@@ -239,7 +250,10 @@ mod tests {
         let Location::Postgres(d) = Location::parse("postgres://h/db").unwrap() else {
             panic!("not postgres")
         };
-        assert_eq!((d.pool_max, d.statement_timeout), (8, Duration::from_secs(30)));
+        assert_eq!(
+            (d.pool_max, d.statement_timeout),
+            (8, Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -247,7 +261,10 @@ mod tests {
         for (url, says) in [
             ("postgres://h/db?pool_max=0", "pool_max=0"),
             ("postgres://h/db?pool_max=x", "pool_max=x"),
-            ("postgres://h/db?statement_timeout=soon", "statement_timeout=soon"),
+            (
+                "postgres://h/db?statement_timeout=soon",
+                "statement_timeout=soon",
+            ),
             ("postgres://h/db?sslmode=sometimes", "sslmode"),
         ] {
             let e = Location::parse(url).unwrap_err().to_string();

@@ -130,7 +130,16 @@ impl PgCluster {
     pub fn psql(&self, sql: &str) -> Result<(), Error> {
         let psql = self.bin.join("psql");
         let out = Command::new(psql)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.admin_url(), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.admin_url(),
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| Error::system(format!("cannot run psql: {e}")))?;
         if !out.status.success() {

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::QueryBuilder;
 
-use super::{Pool, Store, on_pool};
 use super::compact::Flags;
+use super::{Pool, Store, on_pool};
 use crate::context::Context;
 use crate::error::Error;
 use crate::rows::{AssetInfo, EventRow};
@@ -218,9 +218,9 @@ impl Store {
     ) -> Result<Vec<EventRow>, Error> {
         // One JSON array per page instead of one driver row per event: the driver's per-row and
         // per-value work was most of a pass's reading time.
-        let json: String = match &self.pool {
-            Pool::Sqlite(p) => {
-                sqlx::query_scalar(
+        let json: String =
+            match &self.pool {
+                Pool::Sqlite(p) => sqlx::query_scalar(
                     "SELECT json_group_array(json_array(id, ts_ms, client, conn_id, path, status, \
                      bytes, referer, flags, source, method)) FROM (SELECT * FROM event_log \
                      WHERE id > $1 ORDER BY id LIMIT $2)",
@@ -228,10 +228,8 @@ impl Store {
                 .bind(after_id)
                 .bind(limit)
                 .fetch_one(p)
-                .await?
-            }
-            Pool::Pg(pg) => {
-                sqlx::query_scalar(
+                .await?,
+                Pool::Pg(pg) => sqlx::query_scalar(
                     "SELECT COALESCE(json_agg(json_build_array(id, ts_ms, client, conn_id, path, \
                      status, bytes, referer, flags, source, method))::text, '[]') \
                      FROM (SELECT * FROM event_log WHERE id > $1 ORDER BY id LIMIT $2) page",
@@ -239,9 +237,8 @@ impl Store {
                 .bind(after_id)
                 .bind(limit)
                 .fetch_one(&pg.pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         let mut rows: Vec<EventTuple> = decode(&json, "event page")?;
         rows.sort_unstable_by_key(|r| r.0);
         let needs = |id: Option<i64>, d: &Dictionary| id.is_some_and(|id| d.get(id).is_none());
@@ -504,4 +501,3 @@ impl Store {
         })
     }
 }
-

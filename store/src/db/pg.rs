@@ -132,8 +132,21 @@ impl PgStore {
                 col.push(v);
             }
         }
-        let [ts, client, conn, stream, method, path, status, bytes, ctype, referer, flags, source, line] =
-            cols;
+        let [
+            ts,
+            client,
+            conn,
+            stream,
+            method,
+            path,
+            status,
+            bytes,
+            ctype,
+            referer,
+            flags,
+            source,
+            line,
+        ] = cols;
         let inserted = sqlx::query(
             "INSERT INTO event_log (ts_ms, client, conn_id, stream_id, method, path, status, bytes, \
              content_type, referer, flags, source, source_line) \
@@ -317,16 +330,15 @@ async fn check_identity(pool: &PgPool, loc: &PgLocation) -> Result<(), Error> {
 
 /// For read-only opens: the applied migrations must be exactly this build's.
 async fn check_schema(pool: &PgPool, loc: &PgLocation) -> Result<(), Error> {
-    let applied: Vec<i64> = sqlx::query_scalar(
-        "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|_| {
-        Error::invalid(format!(
-            "{loc} holds no pushwise data yet: nothing recorded or learned"
-        ))
-    })?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "{loc} holds no pushwise data yet: nothing recorded or learned"
+                ))
+            })?;
     let ours: Vec<i64> = PG_MIGRATOR.iter().map(|m| m.version).collect();
     if applied != ours {
         return Err(Error::invalid(format!(

@@ -12,7 +12,9 @@ use crate::pg_cluster::PgCluster;
 
 async fn pg_store(cluster: &PgCluster, db: &str) -> Store {
     let url = cluster.create_database(db).unwrap();
-    Store::open_at(&Location::parse(&url).unwrap()).await.unwrap()
+    Store::open_at(&Location::parse(&url).unwrap())
+        .await
+        .unwrap()
 }
 
 /// Table → sorted column names of every table and view but sqlx's own.
@@ -46,7 +48,9 @@ async fn both_schemas_hold_the_same_tables_and_columns() {
     );
     let cluster = PgCluster::start().unwrap();
     let pg = pg_store(&cluster, "shape").await;
-    let Pool::Pg(p) = &pg.pool else { unreachable!() };
+    let Pool::Pg(p) = &pg.pool else {
+        unreachable!()
+    };
     let pg_shape = shape(
         sqlx::query_as(
             "SELECT table_name::text, column_name::text FROM information_schema.columns \
@@ -76,10 +80,17 @@ async fn events_read_back_the_same_from_postgres_by_either_way_in() {
     assert_eq!(n, 444);
     assert_eq!(events_view(&s).await, events);
     // Imported lines already present are skipped, live ones never are.
-    let imported: Vec<Event> = events.iter().filter(|e| e.source.is_some()).cloned().collect();
+    let imported: Vec<Event> = events
+        .iter()
+        .filter(|e| e.source.is_some())
+        .cloned()
+        .collect();
     assert!(!imported.is_empty());
     assert_eq!(s.insert_events(&imported).await.unwrap(), 0);
-    assert_eq!(s.insert_events(&[ev(9, None), ev(9, None)]).await.unwrap(), 2);
+    assert_eq!(
+        s.insert_events(&[ev(9, None), ev(9, None)]).await.unwrap(),
+        2
+    );
     assert_eq!(s.count_events().await.unwrap(), 779);
     let mut texts = std::collections::HashSet::new();
     for e in events.iter().chain([&ev(9, None)]) {
@@ -90,7 +101,10 @@ async fn events_read_back_the_same_from_postgres_by_either_way_in() {
     let rows = s.load_events(0).await.unwrap();
     assert_eq!(rows.len(), 779);
     for (r, e) in rows.iter().zip(&events) {
-        assert_eq!((r.path.as_str(), r.ts_ms, r.status), (&*e.path, e.ts_ms, e.status));
+        assert_eq!(
+            (r.path.as_str(), r.ts_ms, r.status),
+            (&*e.path, e.ts_ms, e.status)
+        );
     }
 }
 
@@ -103,8 +117,16 @@ async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sq
         .unwrap();
     let first = a.salt_state().await.unwrap();
     assert_eq!(b.salt_state().await.unwrap(), first, "one salt per fleet");
-    let rotated = a.rotate_salt(&first.salt, first.since_ms + 1).await.unwrap();
-    assert_eq!(b.rotate_salt(&first.salt, first.since_ms + 9).await.unwrap(), rotated);
+    let rotated = a
+        .rotate_salt(&first.salt, first.since_ms + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.rotate_salt(&first.salt, first.since_ms + 9)
+            .await
+            .unwrap(),
+        rotated
+    );
     a.set_threshold(
         None,
         crate::rows::ThresholdUpdate {
@@ -128,7 +150,11 @@ async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sq
     assert_eq!((t[0].page.as_str(), t[0].probability), ("", Some(0.25)));
     assert_eq!((t[1].page.as_str(), t[1].min_support), ("/p", Some(3)));
     assert!(b.clear_threshold(Some("/p")).await.unwrap());
-    assert!(a.set_pin("/p", "/a.css", Some(PinAction::Pin)).await.unwrap());
+    assert!(
+        a.set_pin("/p", "/a.css", Some(PinAction::Pin))
+            .await
+            .unwrap()
+    );
     assert_eq!(b.pins().await.unwrap().len(), 1);
     assert!(b.set_pin("/p", "/a.css", None).await.unwrap());
     assert!(!b.set_pin("/p", "/a.css", None).await.unwrap());
@@ -163,7 +189,10 @@ async fn one_analyzer_lock_per_fleet_and_a_dead_holder_releases_it() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(got.is_some(), "the dropped holder's lock was never released");
+    assert!(
+        got.is_some(),
+        "the dropped holder's lock was never released"
+    );
 }
 
 #[tokio::test]
@@ -177,14 +206,22 @@ async fn pruning_strings_on_postgres_keeps_warm_caches_correct() {
         path: p.to_string().into(),
         ..ev(ts, None)
     };
-    s.insert_events(&[at(10, "/old.css"), at(5_000, "/keep.css")]).await.unwrap();
+    s.insert_events(&[at(10, "/old.css"), at(5_000, "/keep.css")])
+        .await
+        .unwrap();
     other.insert_events(&[at(30, "/old.css")]).await.unwrap();
     assert_eq!(s.prune_events_before(1_000).await.unwrap(), 2);
     assert!(s.prune_strings().await.unwrap() >= 1);
     assert!(!s.path_known("/old.css").await.unwrap());
     other.insert_events(&[at(7_000, "/old.css")]).await.unwrap();
     s.insert_events(&[at(8_000, "/old.css")]).await.unwrap();
-    let paths: Vec<String> = s.load_events(0).await.unwrap().into_iter().map(|e| e.path).collect();
+    let paths: Vec<String> = s
+        .load_events(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
     assert_eq!(paths, ["/keep.css", "/old.css", "/old.css"]);
     assert_eq!(s.prune_strings().await.unwrap(), 0);
 }
@@ -194,8 +231,13 @@ async fn another_applications_postgres_database_is_refused_untouched() {
     let cluster = PgCluster::start().unwrap();
     let url = cluster.create_database("theirs").unwrap();
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE orders (id BIGINT)").execute(&admin).await.unwrap();
-    let e = Store::open_at(&Location::parse(&url).unwrap()).await.unwrap_err();
+    sqlx::query("CREATE TABLE orders (id BIGINT)")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let e = Store::open_at(&Location::parse(&url).unwrap())
+        .await
+        .unwrap_err();
     assert!(e.is_foreign(), "{e}");
     assert!(e.to_string().contains("orders"), "{e}");
     let tables: i64 = sqlx::query_scalar(

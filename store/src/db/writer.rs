@@ -44,7 +44,7 @@ pub struct EventWriter {
     strings: StringIds,
     /// A PostgreSQL store instead of the file: batches go through its pool, driven from this
     /// (blocking) thread on the runtime the pool belongs to.
-    pg: Option<PgStore>,
+    pg: Option<std::sync::Arc<PgStore>>,
 }
 
 /// A file's identity: device and inode.
@@ -67,7 +67,7 @@ impl EventWriter {
         }
     }
 
-    pub(super) fn postgres(pg: PgStore, strings: StringIds) -> EventWriter {
+    pub(super) fn postgres(pg: std::sync::Arc<PgStore>, strings: StringIds) -> EventWriter {
         EventWriter {
             path: PathBuf::new(),
             conn: None,
