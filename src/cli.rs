@@ -27,7 +27,11 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// SQLite database holding recorded requests, settings and learned push sets.
+    /// Where recorded requests, settings and learned push sets live: an SQLite file (a path, or
+    /// sqlite://PATH), or a PostgreSQL database that a fleet of servers shares
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB; libpq parameters such as sslmode=verify-full
+    /// pass through; pushwise's own: pool_max=N connections per process, default 8, and
+    /// statement_timeout=30s, the default; 0 for none).
     #[arg(
         long,
         global = true,

@@ -7,6 +7,7 @@ mod open;
 mod output;
 mod signal;
 
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: under h2load, glibc's allocator was about 8% of the
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
 /// Runs the command the user chose.
 async fn dispatch(cli: cli::Cli) -> anyhow::Result<()> {
     let db = cli.global.db;
+    // A malformed --db URL is refused before any command starts, by the store's parser (clap's
+    // own message would repeat the value, password included). The demo does not use --db unless
+    // it was given, and then checks it the same way.
+    if !matches!(cli.command, Command::Demo(_) | Command::Digest(_)) {
+        pushwise_store::Location::from_path(&db).context("--db")?;
+    }
     let result = run_command(&db, cli.command).await;
     open::close_all().await;
     result

@@ -181,10 +181,20 @@ impl PgStore {
     /// no batch is between reading the epoch and inserting while a chunk goes; the epoch bump
     /// makes every writer's cache start over.
     pub(super) async fn prune_strings(&self) -> Result<u64, Error> {
+        // As on SQLite: the referenced set from one scan of the events up to a snapshot id (a
+        // hashed set difference, not a search per string), then each chunk deleted under the
+        // events lock after re-checking only the events written since the snapshot.
+        let snap: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM event_log")
+            .fetch_one(&self.pool)
+            .await?;
         let unused: Vec<i64> = sqlx::query_scalar(
-            "SELECT s.id FROM strings s WHERE NOT EXISTS (SELECT 1 FROM event_log e \
-             WHERE e.method = s.id OR e.path = s.id OR e.content_type = s.id OR e.referer = s.id)",
+            "SELECT id FROM strings EXCEPT (\
+               SELECT method FROM event_log WHERE id <= $1 \
+               UNION SELECT path FROM event_log WHERE id <= $1 \
+               UNION SELECT content_type FROM event_log WHERE id <= $1 AND content_type IS NOT NULL \
+               UNION SELECT referer FROM event_log WHERE id <= $1 AND referer IS NOT NULL)",
         )
+        .bind(snap)
         .fetch_all(&self.pool)
         .await?;
         let mut deleted = 0;
@@ -196,10 +206,11 @@ impl PgStore {
                 .await?;
             deleted += sqlx::query(
                 "DELETE FROM strings s WHERE s.id = ANY($1::int8[]) AND NOT EXISTS \
-                 (SELECT 1 FROM event_log e WHERE e.method = s.id OR e.path = s.id \
-                  OR e.content_type = s.id OR e.referer = s.id)",
+                 (SELECT 1 FROM event_log e WHERE e.id > $2 AND (e.method = s.id \
+                  OR e.path = s.id OR e.content_type = s.id OR e.referer = s.id))",
             )
             .bind(chunk)
+            .bind(snap)
             .execute(&mut *tx)
             .await?
             .rows_affected();

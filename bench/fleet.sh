@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The fleet store beside the SQLite file, on this machine: recorder write throughput (events/s
+# through the recorder's own writer, batches of 2000) and an analyzer pass over 2M imported lines,
+# each into a fresh SQLite file and a fresh database on a local PostgreSQL server started here
+# (Debian `postgresql`, durable defaults: fsync on, synchronous_commit on).
+#
+#   bash bench/fleet.sh [events] [lines] [runs]     (defaults: 1000000 2000000 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${1:-1000000}
+LINES=${2:-2000000}
+RUNS=${3:-3}
+[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install -y time" >&2; exit 1; }
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+[ -x "$PGBIN/initdb" ] || { echo "needs the Debian package postgresql" >&2; exit 1; }
+cargo build --release -q -p pushwise -p pushwise-bench
+BIN=target/release/pushwise
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PORT -h 127.0.0.1 -k $WORK" -w start >/dev/null
+trap 'as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null; rm -rf "$WORK"' EXIT
+PG="postgres://postgres@127.0.0.1:$PORT"
+fresh_pg() { "$PGBIN/psql" -X -q -d "$PG/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; echo "$PG/$1"; }
+
+echo "machine: $(nproc) cores; PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1 (fsync on)"
+echo "== recorder writer, $EVENTS events in batches of 2000 (best of $RUNS)"
+for backend in sqlite postgres; do
+  best=0
+  for run in $(seq "$RUNS"); do
+    if [ "$backend" = sqlite ]; then db="$WORK/w$run.db"; else db=$(fresh_pg "w$run"); fi
+    out=$(target/release/storewrite --db "$db" --events "$EVENTS" --batch 2000)
+    eps=$(python3 -c "import json; print(int(json.loads('''$out''')['events_per_sec']))")
+    echo "  $backend run $run: $eps events/s"
+    [ "$eps" -gt "$best" ] && best=$eps
+    rm -f "$WORK"/w*.db*
+  done
+  echo "$backend best: $best events/s"
+done
+
+run() { # label, pushwise args...
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$BIN" "$@" > "$WORK/out"
+  read -r secs kb < "$WORK/time"
+  printf '  %-40s %8.2f s %8.0f MiB peak RSS\n' "$label:" "$secs" "$(python3 -c "print($kb/1024)")"
+}
+python3 bench/gensite.py "$WORK/site" 3000 >/dev/null
+target/release/genlog --preset kind --site "$WORK/site" --lines "$LINES" --seed 1 --start-ms 1767225600000 > "$WORK/a.log"
+target/release/genlog --preset kind --site "$WORK/site" --lines 100000 --seed 2 --start-ms $((1767225600000 + 40 * 86400000)) > "$WORK/a-new.log"
+H=(--host example.com --host www.example.com)
+for backend in sqlite postgres; do
+  echo "== $backend: $LINES imported lines, first pass, 100k newer lines, next pass"
+  if [ "$backend" = sqlite ]; then db="$WORK/a.db"; else db=$(fresh_pg scale); fi
+  run "import $LINES lines" --db "$db" import "${H[@]}" "$WORK/a.log"
+  run "first pass" --db "$db" analyze --once --json
+  run "import 100k newer lines" --db "$db" import "${H[@]}" "$WORK/a-new.log"
+  run "next pass" --db "$db" analyze --once --json
+done

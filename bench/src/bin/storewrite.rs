@@ -1,0 +1,88 @@
+//! Recorder write throughput into a store: `N` recorder-shaped events written in batches through
+//! `Store::event_writer` (the recorder's own path) from a plain thread, into an SQLite file or a
+//! PostgreSQL database. Prints one JSON line: events, batches, seconds, events per second.
+//!
+//! `storewrite --db /tmp/x.db --events 1000000 --batch 2000`
+//! `storewrite --db postgres://postgres@127.0.0.1:5432/bench --events 1000000`
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Parser;
+use pushwise_store::{Event, Location, PushMark, Referer, Store};
+
+#[derive(Parser)]
+struct Args {
+    /// An SQLite path or a postgres:// URL (a fresh, empty database).
+    #[arg(long)]
+    db: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Events per batch (the recorder's default --batch-size is 2000).
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
+}
+
+/// The recorder bench's event: a product site's image requests, one page view in ten.
+fn event(i: u64) -> Event {
+    Event {
+        ts_ms: 1_767_225_600_000 + i as i64,
+        client: (i % 997) as i64 * 7_919,
+        conn_id: (i / 10) as i64,
+        stream_id: (i % 10) as i64 * 2 + 1,
+        method: "GET".into(),
+        path: format!("/img/product-{}.png", i % 50).into(),
+        status: 200,
+        bytes: 34_000,
+        content_type: Some("image/png".into()),
+        referer: Referer::SameSite("/products.html".into()),
+        is_page: i.is_multiple_of(10),
+        browser: true,
+        cacheable: true,
+        push: PushMark::Requested,
+        holdout: false,
+        over_cap: false,
+        source: None,
+        source_line: None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let loc = Location::parse(&a.db)?;
+    let store = Store::open_at(&loc).await.context("opening the store")?;
+    let events: Vec<Event> = (0..a.events).map(event).collect();
+    let writer_store = store.clone();
+    let batch = a.batch.max(1);
+    // The recorder's writer runs on a thread of its own: so does this one.
+    let (secs, batches) = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, u64)> {
+        let mut w = writer_store.event_writer();
+        let started = Instant::now();
+        let mut batches = 0;
+        for chunk in events.chunks(batch) {
+            let n = w.insert(chunk)?;
+            anyhow::ensure!(n == chunk.len() as u64, "wrote {n} of {}", chunk.len());
+            batches += 1;
+        }
+        Ok((started.elapsed().as_secs_f64(), batches))
+    })
+    .await??;
+    anyhow::ensure!(
+        store.count_events().await? == a.events as i64,
+        "events missing"
+    );
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": if loc.is_postgres() { "postgres" } else { "sqlite" },
+            "events": a.events,
+            "batch": batch,
+            "batches": batches,
+            "seconds": secs,
+            "events_per_sec": (a.events as f64 / secs).round(),
+        })
+    );
+    Ok(())
+}
