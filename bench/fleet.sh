@@ -4,7 +4,7 @@
 # each into a fresh SQLite file and a fresh database on a local PostgreSQL server started here
 # (Debian `postgresql`, durable defaults: fsync on, synchronous_commit on).
 #
-#   bash bench/fleet.sh [events] [lines] [runs]     (defaults: 1000000 2000000 3)
+#   bash bench/fleet.sh [events] [lines] [runs]     (defaults: 1000000 2000000 3; lines 0: writer only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-1000000}
@@ -24,23 +24,27 @@ as_pg "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust -E UTF8 --locale=C >/de
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PORT -h 127.0.0.1 -k $WORK" -w start >/dev/null
 trap 'as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null; rm -rf "$WORK"' EXIT
 PG="postgres://postgres@127.0.0.1:$PORT"
-fresh_pg() { "$PGBIN/psql" -X -q -d "$PG/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; echo "$PG/$1"; }
+fresh_pg() { "$PGBIN/psql" -X -q -d "$PG/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" 2>/dev/null; echo "$PG/$1"; }
 
 echo "machine: $(nproc) cores; PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1 (fsync on)"
-echo "== recorder writer, $EVENTS events in batches of 2000 (best of $RUNS)"
-for backend in sqlite postgres; do
-  best=0
-  for run in $(seq "$RUNS"); do
-    if [ "$backend" = sqlite ]; then db="$WORK/w$run.db"; else db=$(fresh_pg "w$run"); fi
-    out=$(target/release/storewrite --db "$db" --events "$EVENTS" --batch 2000)
-    eps=$(python3 -c "import json; print(int(json.loads('''$out''')['events_per_sec']))")
-    echo "  $backend run $run: $eps events/s"
-    [ "$eps" -gt "$best" ] && best=$eps
-    rm -f "$WORK"/w*.db*
+echo "== recorder writer, $EVENTS events in batches of 2000, runs alternating (best of $RUNS)"
+# live: the recorder's events (PostgreSQL: COPY); import: with a source line each (PostgreSQL:
+# the deduplicating INSERT ... SELECT FROM UNNEST).
+declare -A best
+for run in $(seq "$RUNS"); do
+  for mode in sqlite-live postgres-live postgres-import sqlite-import; do
+    if [ "${mode%%-*}" = sqlite ]; then db="$WORK/w.db"; rm -f "$WORK"/w.db*; else db=$(fresh_pg w); fi
+    flag=(); [ "${mode#*-}" = import ] && flag=(--import)
+    out=$(target/release/storewrite --db "$db" --events "$EVENTS" --batch 2000 "${flag[@]}")
+    eps=$(echo "$out" | python3 -c "import json,sys; print(int(json.load(sys.stdin)['events_per_sec']))")
+    echo "  run $run $mode: $eps events/s"
+    [ "$eps" -gt "${best[$mode]:-0}" ] && best[$mode]=$eps
   done
-  echo "$backend best: $best events/s"
 done
+rm -f "$WORK"/w.db*
+for mode in sqlite-live postgres-live sqlite-import postgres-import; do echo "$mode best: ${best[$mode]} events/s"; done
 
+[ "$LINES" = 0 ] && exit 0
 run() { # label, pushwise args...
   local label=$1; shift
   /usr/bin/time -f "%e %M" -o "$WORK/time" "$BIN" "$@" > "$WORK/out"

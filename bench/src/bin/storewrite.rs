@@ -21,6 +21,10 @@ struct Args {
     /// Events per batch (the recorder's default --batch-size is 2000).
     #[arg(long, default_value_t = 2000)]
     batch: usize,
+    /// Write import-shaped events (a source file and line each), which PostgreSQL takes through
+    /// the deduplicating INSERT instead of COPY.
+    #[arg(long)]
+    import: bool,
 }
 
 /// The recorder bench's event: a product site's image requests, one page view in ten.
@@ -52,7 +56,13 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let loc = Location::parse(&a.db)?;
     let store = Store::open_at(&loc).await.context("opening the store")?;
-    let events: Vec<Event> = (0..a.events).map(event).collect();
+    let events: Vec<Event> = (0..a.events)
+        .map(|i| Event {
+            source: a.import.then_some(77),
+            source_line: a.import.then_some(i as i64 + 1),
+            ..event(i)
+        })
+        .collect();
     let writer_store = store.clone();
     let batch = a.batch.max(1);
     // The recorder's writer runs on a thread of its own: so does this one.
@@ -77,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "backend": if loc.is_postgres() { "postgres" } else { "sqlite" },
+            "import": a.import,
             "events": a.events,
             "batch": batch,
             "batches": batches,
