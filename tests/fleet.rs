@@ -385,3 +385,36 @@ fn operator_commands_work_against_postgres_unchanged_and_never_print_its_passwor
         "{bad}"
     );
 }
+
+#[test]
+fn the_fleet_store_connection_can_require_a_verified_tls_server() {
+    let tls = pushwise_server::tls::generate_self_signed().unwrap();
+    let pg = PgCluster::start_tls(&tls.cert_pem, &tls.key_pem).unwrap();
+    // The server refuses TCP without TLS (pg_hba: hostnossl ... reject); psql prefers TLS.
+    let url = pg.create_database("tls").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &tls.cert_pem).unwrap();
+    let verified = PathBuf::from(format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ));
+    pushwise(&verified, &["threshold", "set", "0.4"]);
+    assert!(pushwise(&verified, &["threshold", "show"]).contains("0.4"));
+    // Without TLS the server says no; with a CA that did not sign its certificate, pushwise does.
+    let plain = PathBuf::from(format!("{url}?sslmode=disable"));
+    let refused = pushwise_fails(&plain, &["threshold", "show"]);
+    assert!(
+        refused.contains("no encryption") || refused.contains("pg_hba"),
+        "{refused}"
+    );
+    let other = pushwise_server::tls::generate_self_signed().unwrap();
+    let wrong_ca = dir.path().join("other.pem");
+    std::fs::write(&wrong_ca, &other.cert_pem).unwrap();
+    let unverified = PathBuf::from(format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        wrong_ca.display()
+    ));
+    let refused = pushwise_fails(&unverified, &["threshold", "show"]);
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+}

@@ -21,21 +21,32 @@ pub struct PgCluster {
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// `-c name=value` settings the server starts (and restarts) with.
+    settings: Vec<String>,
 }
 
 impl PgCluster {
     /// Creates and starts a server tuned for tests (no fsync: a crashed test's data is not worth
     /// keeping).
     pub fn start() -> Result<PgCluster, Error> {
-        Self::start_with(&["-c", "fsync=off", "-c", "full_page_writes=off"])
+        Self::start_with(&["-c", "fsync=off", "-c", "full_page_writes=off"], None)
     }
 
     /// Creates and starts a server with PostgreSQL's durable defaults (for benchmarks).
     pub fn start_durable() -> Result<PgCluster, Error> {
-        Self::start_with(&[])
+        Self::start_with(&[], None)
     }
 
-    fn start_with(settings: &[&str]) -> Result<PgCluster, Error> {
+    /// Creates and starts a test server that accepts TCP connections only over TLS, with this
+    /// certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<PgCluster, Error> {
+        Self::start_with(
+            &["-c", "fsync=off", "-c", "ssl=on"],
+            Some((cert_pem, key_pem)),
+        )
+    }
+
+    fn start_with(settings: &[&str], tls: Option<(&str, &str)>) -> Result<PgCluster, Error> {
         let bin = find_bin()?;
         let as_postgres = rustix::process::geteuid().is_root();
         let dir = std::env::temp_dir().join(format!(
@@ -50,6 +61,7 @@ impl PgCluster {
             dir,
             port: 0,
             as_postgres,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         if as_postgres {
             cluster.run("chown", &["postgres:postgres", &cluster.dir_str()], false)?;
@@ -70,40 +82,77 @@ impl PgCluster {
             ],
             true,
         )?;
+        if let Some((cert, key)) = tls {
+            cluster.write_tls(cert, key)?;
+        }
         // A free port may be taken between choosing and binding it: try a few.
         let mut last = None;
         for _ in 0..5 {
             cluster.port = free_port()?;
-            let mut opts = format!(
-                "-p {} -h 127.0.0.1 -k {} -c max_connections=200",
-                cluster.port,
-                cluster.dir_str()
-            );
-            for s in settings.chunks(2) {
-                opts.push_str(&format!(" {} {}", s[0], s[1]));
-            }
-            let log = cluster.dir.join("server.log");
-            match cluster.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &cluster.data_str(),
-                    "-l",
-                    &log.to_string_lossy(),
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-                true,
-            ) {
+            match cluster.start_server() {
                 Ok(()) => return Ok(cluster),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::system("PostgreSQL did not start")))
+    }
+
+    /// The certificate and key in the data directory (the server's defaults `server.crt` and
+    /// `server.key`, the key readable by its owner only, as PostgreSQL insists), and a
+    /// `pg_hba.conf` that refuses TCP connections without TLS.
+    fn write_tls(&self, cert: &str, key: &str) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.dir.join("data");
+        let write = |name: &str, text: &str, mode: u32| -> Result<(), Error> {
+            let p = data.join(name);
+            std::fs::write(&p, text)
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)))
+                .map_err(|e| Error::system(format!("cannot write {}: {e}", p.display())))
+        };
+        write("server.crt", cert, 0o644)?;
+        write("server.key", key, 0o600)?;
+        write(
+            "pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+            0o600,
+        )?;
+        if self.as_postgres {
+            for f in ["server.crt", "server.key", "pg_hba.conf"] {
+                let p = data.join(f);
+                self.run("chown", &["postgres:postgres", &p.to_string_lossy()], false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_server(&self) -> Result<(), Error> {
+        let mut opts = format!(
+            "-p {} -h 127.0.0.1 -k {} -c max_connections=200",
+            self.port,
+            self.dir_str()
+        );
+        for s in &self.settings {
+            opts.push(' ');
+            opts.push_str(s);
+        }
+        let log = self.dir.join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_str(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            true,
+        )
     }
 
     /// The superuser URL of database `postgres`.
@@ -164,29 +213,7 @@ impl PgCluster {
     pub fn restart(&self) -> Result<(), Error> {
         let started = Instant::now();
         loop {
-            let log = self.dir.join("server.log");
-            let opts = format!(
-                "-p {} -h 127.0.0.1 -k {} -c max_connections=200 -c fsync=off",
-                self.port,
-                self.dir_str()
-            );
-            let r = self.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    &self.data_str(),
-                    "-l",
-                    &log.to_string_lossy(),
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-                true,
-            );
-            match r {
+            match self.start_server() {
                 Ok(()) => return Ok(()),
                 // The port may linger briefly after an immediate stop.
                 Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e),
