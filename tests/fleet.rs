@@ -431,3 +431,26 @@ fn the_fleet_store_connection_can_require_a_verified_tls_server() {
     let refused = pushwise_fails(&unverified, &["threshold", "show"]);
     assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }
+
+#[test]
+fn sigterm_while_postgres_is_down_exits_promptly_and_counts_what_it_could_not_write() {
+    let pg = PgCluster::start().unwrap();
+    let url = pg.create_database("down").unwrap();
+    let mut s = fleet_server(&url, &["--batch-interval-ms", "50"]);
+    assert_eq!(http_status(&s.url("/"), &[]), "200");
+    pg.stop().unwrap();
+    for p in ["/about.html", "/css/site.css", "/products.html"] {
+        assert_eq!(http_status(&s.url(p), &[]), "200", "{p}");
+    }
+    // Each attempt gives up after the pool's 2 s connect timeout; the recorder tries four times.
+    let started = Instant::now();
+    assert_eq!(s.stop(), 0);
+    let took = started.elapsed();
+    eprintln!("shutdown with PostgreSQL down took {took:?}");
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+    assert!(
+        s.stderr().contains("giving up on the database at shutdown"),
+        "the unwritten events are counted as lost: {}",
+        s.stderr()
+    );
+}

@@ -61,7 +61,7 @@ impl PgStore {
             .max_connections(loc.pool_max)
             .min_connections(0)
             // A PostgreSQL that is down must fail a batch quickly, not hold the recorder.
-            .acquire_timeout(std::time::Duration::from_secs(3))
+            .acquire_timeout(std::time::Duration::from_secs(2))
             .connect_with(options.clone())
             .await
             .map_err(|e| Error::unreachable(format!("cannot connect to {loc}: {e}")))?;
