@@ -368,7 +368,8 @@ fn crawlers_and_tools_get_neither_pushes_nor_early_hints() {
 }
 
 #[test]
-fn a_navigation_to_a_page_without_a_set_gets_its_sections_set_and_an_asset_there_does_not() {
+fn a_navigation_to_an_answered_page_without_a_set_gets_its_sections_set_and_a_missing_page_or_an_asset_does_not()
+ {
     let (dir, db) = temp_db();
     let section_set = ["/css/site.css", "/css/blog.css"];
     prepare_sets(&db, &[("section:/blog/", &section_set)]);
@@ -386,14 +387,26 @@ fn a_navigation_to_a_page_without_a_set_gets_its_sections_set_and_an_asset_there
         db,
     );
     let html = "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    // A page this server has not answered yet gets nothing (it may not exist); once it has been
+    // answered, its navigations get the section's set.
+    let out = nghttp(&["-H", html, &s.url("/blog/post-2.html")]);
+    assert!(promised_paths(&out).is_empty(), "{out}");
     let out = nghttp(&["-H", html, &s.url("/blog/post-2.html")]);
     assert_eq!(promised_paths(&out), section_set, "{out}");
+    assert!(nghttp(&[&s.url("/blog/post-1.html")]).contains(":status: 200"));
     let out = nghttp(&[
         "-H",
         "sec-fetch-dest: document",
         &s.url("/blog/post-1.html"),
     ]);
     assert_eq!(promised_paths(&out), section_set, "{out}");
+    // A navigation to a page that does not exist never gets the section's assets, however often.
+    for _ in 0..2 {
+        let out = nghttp(&["-H", html, &s.url("/blog/no-such-post.html")]);
+        assert!(out.contains(":status: 404"), "{out}");
+        assert!(promised_paths(&out).is_empty(), "{out}");
+        assert!(early_hint_links(&out).is_empty(), "{out}");
+    }
     // Not navigations: an image under the section, and a fetch that asks for anything.
     let out = nghttp(&[
         "-H",

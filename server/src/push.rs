@@ -52,11 +52,17 @@ pub fn plan_view(
         return ViewPlan::default();
     }
     let page = req.path.as_str();
-    // Most GETs are assets with no set: answer them before any other work. A page never seen
-    // may still back off to its section's set, but only when the request is a navigation (an
-    // asset under the same section must not be answered with the section's set).
-    let has_set =
-        shared.sets.contains(page) || (is_navigation(headers) && shared.sets.has_section_for(page));
+    // Most GETs are assets with no set: answer them before any other work. A page without
+    // statistics may still back off to its section's set, but only when the request is a
+    // navigation (an asset under the same section must not be answered with the section's set)
+    // to a path this server has answered successfully: a navigation to a page that does not
+    // exist (a 404, a mistyped or probing URL) must not be pushed or hinted the section's assets.
+    // The cost: after a restart, a page nobody has recorded a view of yet gets its section's set
+    // from its second view on.
+    let has_set = shared.sets.contains(page)
+        || (is_navigation(headers)
+            && shared.sets.has_section_for(page)
+            && shared.known_paths.contains(page));
     if !has_set {
         return ViewPlan::default();
     }
