@@ -1,8 +1,11 @@
 //! The [`Store`]: every SQL statement pushwise runs lives in this module, behind a narrow typed API.
 //!
-//! Why one module: the server must never grow ad-hoc queries on its request path, and a second
-//! backend (PostgreSQL for fleets) has one place to be taught. The seam for it: callers see only
+//! Why one module: the server must never grow ad-hoc queries on its request path, and the two
+//! backends (an SQLite file, or PostgreSQL for fleets) are taught in one place. Callers see only
 //! `Store`'s methods and the row types of [`crate::rows`], never a pool, a driver type or SQL.
+//! Most statements are written once for both (`on_pool!`); what PostgreSQL needs done differently
+//! is in `pg`, what only SQLite has (file identity, read-only opens, `VACUUM INTO`, the rusqlite
+//! writer) in `identity` and `writer`.
 
 mod compact;
 mod gen_doc;
@@ -68,8 +71,8 @@ const INSERT_CHUNK: usize = 500;
 
 /// A handle to pushwise's database. Cheap to clone.
 ///
-/// Today the backend is SQLite (a file beside the server); every method is written so that a
-/// PostgreSQL backend can stand behind the same signatures.
+/// The backend is an SQLite file beside the server or a PostgreSQL database shared by a fleet
+/// ([`Location`]); every method behaves the same on both (the store tests run on both).
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
