@@ -44,6 +44,21 @@ done
 rm -f "$WORK"/w.db*
 for mode in sqlite-live postgres-live sqlite-import postgres-import; do echo "$mode best: ${best[$mode]} events/s"; done
 
+echo "== two writers at once into one PostgreSQL database, $((EVENTS / 2)) events each (a fleet of two)"
+for run in $(seq "$RUNS"); do
+  db=$(fresh_pg w)
+  target/release/storewrite --db "$db" --events $((EVENTS / 2)) > "$WORK/a.json" &
+  target/release/storewrite --db "$db" --events $((EVENTS / 2)) > "$WORK/b.json"
+  wait
+  python3 - "$WORK/a.json" "$WORK/b.json" "$EVENTS" <<'EOF'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+longer = max(a["seconds"], b["seconds"])
+print(f"  {a['seconds']:.2f} s and {b['seconds']:.2f} s: {int(sys.argv[3]) / longer:,.0f} events/s together")
+EOF
+  "$PGBIN/psql" -X -qAt -d "$db" -c "SELECT 'rows ' || COUNT(*) || ', highest id ' || MAX(id) FROM event_log" | sed 's/^/  /'
+done
+
 [ "$LINES" = 0 ] && exit 0
 run() { # label, pushwise args...
   local label=$1; shift

@@ -78,8 +78,9 @@ async fn main() -> anyhow::Result<()> {
         Ok((started.elapsed().as_secs_f64(), batches))
     })
     .await??;
+    // At least these: another writer may share the database (a fleet measurement).
     anyhow::ensure!(
-        store.count_events().await? == a.events as i64,
+        store.count_events().await? >= a.events as i64,
         "events missing"
     );
     store.close().await;
