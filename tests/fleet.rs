@@ -228,11 +228,7 @@ fn two_servers_on_one_postgres_learn_together_run_one_pass_at_a_time_and_push_th
 
 /// The value of metric line `name` (with its trailing space) in a scrape of `s`, or 0.
 fn metric(s: &Server, name: &str) -> f64 {
-    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_value(&s.metrics(), name)
 }
 
 #[test]

@@ -365,13 +365,11 @@ fn rapid_reset_gets_goaway_and_never_exceeds_the_upstream_pool() {
     );
     // The client may hear of the GOAWAY or only of the closed socket (it is still writing when
     // the server closes); the server's count says which limit closed it.
-    let metrics = text(&run("curl", &["-s", server.metrics_url.as_ref().unwrap()]));
-    let calm_count = metrics
-        .lines()
-        .find(|l| l.starts_with("pushwise_limit_hits_total{limit=\"pending_resets\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let metrics = server.metrics();
+    let calm_count = metric_value(
+        &metrics,
+        "pushwise_limit_hits_total{limit=\"pending_resets\"} ",
+    );
     assert!(
         calm_count >= 1.0,
         "GOAWAY ENHANCE_YOUR_CALM after {pairs} HEADERS+RST_STREAM pairs; client saw {errors:?} (calm: {calm})"
@@ -775,8 +773,7 @@ fn with_host_names_configured_other_hosts_are_served_but_never_pushed_hinted_or_
         sent.iter().any(|p| p.contains("/css/site.css")),
         "the configured host got nothing: {out}"
     );
-    let metrics = run("curl", &["-s", s.metrics_url.as_deref().unwrap()]);
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = s.metrics();
     assert!(
         metrics.contains("pushwise_foreign_host_requests_total 1"),
         "{metrics}"
@@ -916,7 +913,7 @@ fn without_host_flags_only_the_names_the_certificate_covers_get_sets() {
     );
     assert!(announced(Some("SHOP.example:8443")));
     assert!(announced(Some("img.cdn.example")));
-    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    let metrics = s.metrics();
     assert!(
         metrics.contains("pushwise_foreign_host_requests_total 3"),
         "{metrics}"
@@ -1045,7 +1042,7 @@ fn the_server_marks_page_views_over_their_networks_cap_and_counts_them() {
         );
         assert!(o.status.success());
     }
-    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
+    let metrics = s.metrics();
     assert!(
         metrics.contains("pushwise_limit_hits_total{limit=\"prefix_cap\"} 5"),
         "{metrics}"

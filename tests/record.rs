@@ -278,15 +278,9 @@ fn a_database_deleted_while_serving_keeps_the_server_answering_and_counts_what_i
         "{}",
         s.stderr()
     );
-    let metrics = text(&run("curl", &["-s", s.metrics_url.as_deref().unwrap()]));
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let metrics = s.metrics();
     assert!(
-        value("pushwise_recorder_failed_batches_total ") >= 1.0,
+        metric_value(&metrics, "pushwise_recorder_failed_batches_total ") >= 1.0,
         "{metrics}"
     );
     // A file put back in its place is not written to (the old -wal is still held open).

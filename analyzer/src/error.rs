@@ -18,9 +18,7 @@ enum Kind {
     #[error("{0}")]
     Invalid(String),
     /// Another process holds the fleet-wide analyzer lock: this pass did not run.
-    #[error(
-        "another pushwise process is running an analyzer pass on this store; this pass skipped"
-    )]
+    #[error("another pushwise process is running an analyzer pass on this store")]
     Busy,
 }
 

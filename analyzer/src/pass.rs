@@ -59,14 +59,11 @@ pub async fn rebuild(
     now_ms: i64,
     progress: Progress<'_>,
 ) -> Result<PassReport, Error> {
-    let lock = store.try_analyzer_lock().await?.ok_or_else(Error::busy)?;
-    let result = async {
+    locked(store, async {
         store.reset_learning().await?;
         pass(store, lp, now_ms, progress).await
-    }
-    .await;
-    lock.release().await;
-    result
+    })
+    .await
 }
 
 /// [`run_pass`] with a progress callback.
@@ -76,10 +73,18 @@ pub async fn run_pass_with(
     now_ms: i64,
     progress: Progress<'_>,
 ) -> Result<PassReport, Error> {
-    // One pass at a time across a fleet: a second pass over the same watermark would count the
-    // same events twice.
+    locked(store, pass(store, lp, now_ms, progress)).await
+}
+
+/// Runs `work` holding the store's analyzer lock, or fails with [`Error::is_busy`] without
+/// running it. One pass at a time across a fleet: a second pass over the same watermark would
+/// count the same events twice.
+async fn locked<T>(
+    store: &Store,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     let lock = store.try_analyzer_lock().await?.ok_or_else(Error::busy)?;
-    let result = pass(store, lp, now_ms, progress).await;
+    let result = work.await;
     lock.release().await;
     result
 }

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod learn;
 pub mod loader;
 pub mod proxy;
+pub mod recorder_load;
 pub mod score;
 pub mod shaped;
 pub mod site;

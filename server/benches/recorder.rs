@@ -6,34 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pushwise_bench::recorder_load::event;
 use pushwise_server::metrics::Metrics;
 use pushwise_server::recorder::{Recorder, RecorderConfig};
-use pushwise_store::{Event, PushMark, Referer, Store};
+use pushwise_store::{Event, Store};
 
 const N: u64 = 100_000;
-
-fn event(i: u64) -> Event {
-    Event {
-        ts_ms: 1_767_225_600_000 + i as i64,
-        client: (i % 997) as i64 * 7_919,
-        conn_id: (i / 10) as i64,
-        stream_id: (i % 10) as i64 * 2 + 1,
-        method: "GET".into(),
-        path: format!("/img/product-{}.png", i % 50).into(),
-        status: 200,
-        bytes: 34_000,
-        content_type: Some("image/png".into()),
-        referer: Referer::SameSite("/products.html".into()),
-        is_page: i.is_multiple_of(10),
-        browser: true,
-        cacheable: true,
-        push: PushMark::Requested,
-        holdout: false,
-        over_cap: false,
-        source: None,
-        source_line: None,
-    }
-}
 
 fn recorder(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -31,7 +31,7 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
         match run_pass(&store, &lp, now_ms()).await {
             Ok(r) => report(&r, a.json)?,
             // Another server of the fleet runs passes: nothing wrong, nothing to do this time.
-            Err(e) if e.is_busy() => skipped(a.json)?,
+            Err(e) if e.is_busy() => skipped(&e, a.json)?,
             Err(e) => return Err(anyhow::Error::new(e).context("analyzer pass failed")),
         }
         if a.once {
@@ -44,8 +44,8 @@ pub async fn run(db: &Path, a: AnalyzeArgs) -> anyhow::Result<()> {
     }
 }
 
-fn skipped(json: bool) -> anyhow::Result<()> {
-    let reason = "another pushwise process is running an analyzer pass on this store";
+fn skipped(busy: &pushwise_analyzer::Error, json: bool) -> anyhow::Result<()> {
+    let reason = busy.to_string();
     if json {
         return print_json(&serde_json::json!({ "skipped": true, "reason": reason }));
     }

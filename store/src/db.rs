@@ -32,7 +32,7 @@ use crate::rows::{
     EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration, PageStat, PinAction,
     PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
 };
-use compact::{EPOCH_KEY, StringIds, add_strings, insert_chunks};
+use compact::{BUMP_EPOCH, EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use identity::APPLICATION_ID;
 pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
 pub use pg::{AnalyzerLock, GenerationNotices};
@@ -471,8 +471,7 @@ impl Store {
             .bind(EPOCH_KEY)
             .fetch_optional(&mut *tx)
             .await?;
-        self.strings
-            .sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
+        self.strings.sync_epoch(epoch.as_deref());
         let mut ids = self.strings.lookup(events);
         let fresh = if ids.missing.is_empty() {
             HashMap::new()
@@ -578,13 +577,10 @@ impl Store {
                  OR e.content_type = strings.id OR e.referer = strings.id))",
             );
             deleted += q.build().execute(&mut *tx).await?.rows_affected();
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES (?1, '1') ON CONFLICT (key) \
-                 DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
-            )
-            .bind(EPOCH_KEY)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(BUMP_EPOCH)
+                .bind(EPOCH_KEY)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         Ok(deleted)

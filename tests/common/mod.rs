@@ -88,6 +88,15 @@ impl Server {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// One scrape of `/metrics` (the server must have been started with `--metrics-listen`).
+    pub fn metrics(&self) -> String {
+        let url = self
+            .metrics_url
+            .as_deref()
+            .expect("started with --metrics-listen");
+        text(&run("curl", &["-s", url]))
+    }
+
     /// SIGTERM, then wait for exit; returns the exit status code.
     pub fn stop(&mut self) -> i32 {
         let _ = Command::new("kill")
@@ -337,6 +346,15 @@ pub fn read_request_head(c: &mut impl std::io::Read) -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The value of the sample in `metrics` whose line starts with `name` (a metric name with its
+/// trailing space, or with its label set), or 0 when there is none.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A fresh temporary directory and the path of a database inside it (not created yet).

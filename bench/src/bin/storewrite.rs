@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use pushwise_store::{Event, Location, PushMark, Referer, Store};
+use pushwise_bench::recorder_load::event;
+use pushwise_store::{Event, Location, Store};
 
 #[derive(Parser)]
 struct Args {
@@ -25,30 +26,6 @@ struct Args {
     /// the deduplicating INSERT instead of COPY.
     #[arg(long)]
     import: bool,
-}
-
-/// The recorder bench's event: a product site's image requests, one page view in ten.
-fn event(i: u64) -> Event {
-    Event {
-        ts_ms: 1_767_225_600_000 + i as i64,
-        client: (i % 997) as i64 * 7_919,
-        conn_id: (i / 10) as i64,
-        stream_id: (i % 10) as i64 * 2 + 1,
-        method: "GET".into(),
-        path: format!("/img/product-{}.png", i % 50).into(),
-        status: 200,
-        bytes: 34_000,
-        content_type: Some("image/png".into()),
-        referer: Referer::SameSite("/products.html".into()),
-        is_page: i.is_multiple_of(10),
-        browser: true,
-        cacheable: true,
-        push: PushMark::Requested,
-        holdout: false,
-        over_cap: false,
-        source: None,
-        source_line: None,
-    }
 }
 
 #[tokio::main]

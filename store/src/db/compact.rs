@@ -159,6 +159,10 @@ pub(super) struct StringIds {
 /// The setting that counts dictionary prunes.
 pub(super) const EPOCH_KEY: &str = "strings_epoch";
 
+/// Counts one more dictionary prune (bind [`EPOCH_KEY`]); the same statement on both backends.
+pub(super) const BUMP_EPOCH: &str = "INSERT INTO settings (key, value) VALUES ($1, '1') \
+    ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)";
+
 /// A string id of one event: `NONE` for an absent optional string, `UNKNOWN` until resolved.
 /// Dictionary ids are positive (SQLite assigns rowids from 1).
 const NONE: i64 = 0;
@@ -188,7 +192,9 @@ impl StringIds {
 
     /// Forgets every cached id when the dictionary has been pruned since they were cached. Call
     /// inside the write transaction, with the epoch read in it.
-    pub(super) fn sync_epoch(&self, epoch: i64) {
+    pub(super) fn sync_epoch(&self, stored: Option<&str>) {
+        // No row yet: no prune has happened.
+        let epoch: i64 = stored.and_then(|e| e.parse().ok()).unwrap_or(0);
         use std::sync::atomic::Ordering;
         if self.epoch.load(Ordering::Acquire) != epoch {
             let mut cache = self.lock();

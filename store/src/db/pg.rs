@@ -20,7 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::PG_MIGRATOR;
-use super::compact::{BatchIds, EPOCH_KEY, StringIds};
+use super::compact::{BUMP_EPOCH, BatchIds, EPOCH_KEY, StringIds};
 use crate::error::Error;
 use crate::event::Event;
 use crate::location::PgLocation;
@@ -101,7 +101,7 @@ impl PgStore {
             .bind(EPOCH_KEY)
             .fetch_optional(&mut *tx)
             .await?;
-        strings.sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
+        strings.sync_epoch(epoch.as_deref());
         let mut ids = strings.lookup(events);
         let fresh = if ids.missing.is_empty() {
             HashMap::new()
@@ -174,13 +174,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) \
-                 DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
-            )
-            .bind(EPOCH_KEY)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(BUMP_EPOCH)
+                .bind(EPOCH_KEY)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         Ok(deleted)

@@ -10,9 +10,15 @@ use super::*;
 use crate::location::Location;
 use crate::pg_cluster::PgCluster;
 
+/// A new database `db` on `cluster`, opened as a store.
 async fn pg_store(cluster: &PgCluster, db: &str) -> Store {
-    let url = cluster.create_database(db).unwrap();
-    Store::open_at(&Location::parse(&url).unwrap())
+    cluster.create_database(db).unwrap();
+    open_again(cluster, db).await
+}
+
+/// Another handle on database `db` (as a second server of the fleet would open it).
+async fn open_again(cluster: &PgCluster, db: &str) -> Store {
+    Store::open_at(&Location::parse(&cluster.url(db)).unwrap())
         .await
         .unwrap()
 }
@@ -112,9 +118,7 @@ async fn events_read_back_the_same_from_postgres_by_either_way_in() {
 async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sqlite() {
     let cluster = PgCluster::start().unwrap();
     let a = pg_store(&cluster, "fleet").await;
-    let b = Store::open_at(&Location::parse(&cluster.url("fleet")).unwrap())
-        .await
-        .unwrap();
+    let b = open_again(&cluster, "fleet").await;
     let first = a.salt_state().await.unwrap();
     assert_eq!(b.salt_state().await.unwrap(), first, "one salt per fleet");
     let rotated = a
@@ -172,9 +176,7 @@ async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sq
 async fn one_analyzer_lock_per_fleet_and_a_dead_holder_releases_it() {
     let cluster = PgCluster::start().unwrap();
     let a = pg_store(&cluster, "lock").await;
-    let b = Store::open_at(&Location::parse(&cluster.url("lock")).unwrap())
-        .await
-        .unwrap();
+    let b = open_again(&cluster, "lock").await;
     let held = a.try_analyzer_lock().await.unwrap().expect("free at first");
     assert!(b.try_analyzer_lock().await.unwrap().is_none());
     held.release().await;
@@ -199,9 +201,7 @@ async fn one_analyzer_lock_per_fleet_and_a_dead_holder_releases_it() {
 async fn pruning_strings_on_postgres_keeps_warm_caches_correct() {
     let cluster = PgCluster::start().unwrap();
     let s = pg_store(&cluster, "prune").await;
-    let other = Store::open_at(&Location::parse(&cluster.url("prune")).unwrap())
-        .await
-        .unwrap();
+    let other = open_again(&cluster, "prune").await;
     let at = |ts: i64, p: &str| Event {
         path: p.to_string().into(),
         ..ev(ts, None)

@@ -37,14 +37,27 @@ use crate::event::Event;
 /// them, and says to restart.
 #[derive(Debug)]
 pub struct EventWriter {
+    target: Target,
+    strings: StringIds,
+}
+
+/// Where an [`EventWriter`] writes.
+#[derive(Debug)]
+enum Target {
+    /// The SQLite file, on a rusqlite connection of its own.
+    File(FileWriter),
+    /// A PostgreSQL store: batches go through its pool, driven from this (blocking) thread on the
+    /// runtime the pool belongs to.
+    Postgres(std::sync::Arc<PgStore>),
+}
+
+/// The SQLite file's writer state.
+#[derive(Debug)]
+struct FileWriter {
     path: PathBuf,
     conn: Option<Connection>,
     /// The file the first connection opened.
     opened: Option<FileId>,
-    strings: StringIds,
-    /// A PostgreSQL store instead of the file: batches go through its pool, driven from this
-    /// (blocking) thread on the runtime the pool belongs to.
-    pg: Option<std::sync::Arc<PgStore>>,
 }
 
 /// A file's identity: device and inode.
@@ -59,21 +72,19 @@ fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
 impl EventWriter {
     pub(super) fn new(path: PathBuf, strings: StringIds) -> EventWriter {
         EventWriter {
-            path,
-            conn: None,
-            opened: None,
+            target: Target::File(FileWriter {
+                path,
+                conn: None,
+                opened: None,
+            }),
             strings,
-            pg: None,
         }
     }
 
     pub(super) fn postgres(pg: std::sync::Arc<PgStore>, strings: StringIds) -> EventWriter {
         EventWriter {
-            path: PathBuf::new(),
-            conn: None,
-            opened: None,
+            target: Target::Postgres(pg),
             strings,
-            pg: Some(pg),
         }
     }
 
@@ -84,18 +95,22 @@ impl EventWriter {
         if events.is_empty() {
             return Ok(0);
         }
-        if let Some(pg) = &self.pg {
+        match &mut self.target {
             // Blocking, like the SQLite path: from the recorder's own thread (or spawn_blocking),
             // never from an async task.
-            return pg.rt.block_on(pg.insert_events(&self.strings, events));
+            Target::Postgres(pg) => pg.rt.block_on(pg.insert_events(&self.strings, events)),
+            Target::File(file) => {
+                let result = file.try_insert(&self.strings, events);
+                if result.is_err() {
+                    file.conn = None;
+                }
+                result
+            }
         }
-        let result = self.try_insert(events);
-        if result.is_err() {
-            self.conn = None;
-        }
-        result
     }
+}
 
+impl FileWriter {
     fn connection(&mut self) -> Result<&mut Connection, Error> {
         let now = file_id(&self.path).ok();
         if let Some(opened) = self.opened
@@ -126,8 +141,7 @@ impl EventWriter {
         Ok(self.conn.as_mut().expect("connection opened above"))
     }
 
-    fn try_insert(&mut self, events: &[Event]) -> Result<u64, Error> {
-        let strings = self.strings.clone();
+    fn try_insert(&mut self, strings: &StringIds, events: &[Event]) -> Result<u64, Error> {
         let conn = self.connection()?;
         // IMMEDIATE: take the write lock up front, so a concurrent writer makes this wait in the
         // busy handler instead of failing a read-to-write upgrade.
@@ -136,7 +150,7 @@ impl EventWriter {
             .prepare_cached("SELECT value FROM settings WHERE key = ?")?
             .query_row([EPOCH_KEY], |r| r.get(0))
             .optional()?;
-        strings.sync_epoch(epoch.and_then(|e| e.parse().ok()).unwrap_or(0));
+        strings.sync_epoch(epoch.as_deref());
         let mut ids = strings.lookup(events);
         let fresh = if ids.missing.is_empty() {
             HashMap::new()
