@@ -1141,3 +1141,51 @@ fn invented_referer_paths_add_one_dictionary_row() {
         "every invented one is recorded as other"
     );
 }
+
+/// A connection's streams share the connection's task (see `server/src/coalesce.rs`): a stream
+/// waiting on a slow upstream must not hold back the others on the same connection.
+#[test]
+fn a_stream_waiting_on_a_slow_upstream_does_not_hold_back_the_other_streams_of_its_connection() {
+    let app = http1_app(|head| {
+        if head.starts_with("GET /slow") {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n".to_vec()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TestTls::new(dir.path());
+    let server = start_upstream_server(app, &tls, &[]);
+    rt().block_on(async {
+        let (send, _conn) = h2_connect(server.port, &tls, &h2::client::Builder::new()).await;
+        let mut send = send.ready().await.unwrap();
+        let started = Instant::now();
+        let (slow, _) = send
+            .send_request(request(server.port, "GET", "/slow"), true)
+            .unwrap();
+        let slow = tokio::spawn(slow);
+        for i in 0..20 {
+            send = send.ready().await.unwrap();
+            let (resp, _) = send
+                .send_request(request(server.port, "GET", &format!("/fast{i}")), true)
+                .unwrap();
+            let resp = tokio::time::timeout(Duration::from_secs(2), resp)
+                .await
+                .unwrap_or_else(|_| panic!("/fast{i} waited for /slow"))
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "the fast streams took {:?}, as long as the slow one",
+            started.elapsed()
+        );
+        assert!(!slow.is_finished(), "the slow stream is still waiting");
+        let slow = tokio::time::timeout(Duration::from_secs(10), slow)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(slow.status(), 200);
+        assert!(started.elapsed() >= Duration::from_secs(3));
+    });
+}

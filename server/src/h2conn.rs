@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
+use crate::coalesce::{Coalesce, Turns, with_turns};
 use crate::conn::ConnState;
 use crate::exchange::{
     RecordingBody, ReqInfo, RespInfo, canonical_target, finish, origin_headers, record_skips,
@@ -33,6 +36,22 @@ pub(crate) async fn serve<IO>(
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
     io: IO,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Every use of the connection's I/O happens inside this future: its polls are the turns
+    // the write coalescing counts (see `coalesce`).
+    let turns = Turns::default();
+    let io = Coalesce::new(io, turns.clone());
+    with_turns(turns, serve_coalesced(shared, conn, io, cancel, tracker)).await;
+}
+
+async fn serve_coalesced<IO>(
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    io: Coalesce<IO>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) where
@@ -63,8 +82,17 @@ pub(crate) async fn serve<IO>(
     let idle = tokio::time::sleep(cfg.idle_timeout);
     tokio::pin!(idle);
     let mut closing = false;
+    // The connection's streams run on its own task, not one task each: a request answered from
+    // the file cache costs no task spawn, and the answers of every stream that is ready go out
+    // in one write. h2 writes what is queued whenever the connection is polled (`accept` below),
+    // so the loop first accepts every request that has arrived, then runs every stream that can
+    // make progress, and only then polls the connection again: one TLS record and one `writev`
+    // for many responses instead of one each (`strace -c` under h2load: 20,250 `writev` calls
+    // for 20,000 responses when each stream was a task).
+    let mut streams = FuturesUnordered::new();
     loop {
         tokio::select! {
+            biased;
             next = h2.accept() => match next {
                 Some(Ok((req, mut respond))) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
@@ -79,7 +107,7 @@ pub(crate) async fn serve<IO>(
                     let active = Arc::clone(&active);
                     let t2 = tracker.clone();
                     active.fetch_add(1, Ordering::Relaxed);
-                    tracker.spawn(async move {
+                    streams.push(async move {
                         handle_stream(shared, conn, req, respond, max_send, t2).await;
                         active.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
@@ -94,6 +122,10 @@ pub(crate) async fn serve<IO>(
                 }
                 None => break,
             },
+            Some(()) = streams.next(), if !streams.is_empty() => {
+                // Every other stream that can finish now does, before the connection writes.
+                while let Some(Some(())) = streams.next().now_or_never() {}
+            }
             _ = cancel.cancelled(), if !closing => {
                 closing = true;
                 h2.graceful_shutdown();
@@ -108,6 +140,10 @@ pub(crate) async fn serve<IO>(
             }
         }
     }
+    // The connection is gone (its socket closes here): streams still running fail at their
+    // next send and record what they sent; none is dropped unfinished.
+    drop(h2);
+    while streams.next().await.is_some() {}
 }
 
 /// One pushed asset, promised and waiting for its body to be sent.
