@@ -526,7 +526,8 @@ pub struct TuneArgs {
     /// Share of page views (oldest first) to learn on; the rest is scored.
     #[arg(long, default_value_t = 0.7)]
     pub train_share: f64,
-    /// Replay only the newest this many recorded events (memory grows with it).
+    /// Replay only the newest this many recorded events. Memory holds about 125,000 of them at a
+    /// time (a larger window is read once per bucket of clients) plus the window's page views.
     #[arg(long, default_value_t = pushwise_analyzer::tune::WINDOW_EVENTS,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub window_events: i64,

@@ -284,7 +284,7 @@ async fn select_and_write(
 }
 
 /// The interned paths with what the responses said about each, as selection wants them.
-fn views_for_selection(names: Names, info_rows: Vec<(String, AssetInfo)>) -> Views {
+pub(crate) fn views_for_selection(names: Names, info_rows: Vec<(String, AssetInfo)>) -> Views {
     let infos: HashMap<String, AssetInfo> = info_rows.into_iter().collect();
     Views {
         info: names

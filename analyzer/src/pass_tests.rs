@@ -266,3 +266,79 @@ proptest! {
         run(live, import, import_at, cuts);
     }
 }
+
+/// A view as names, independent of the path ids one attribution happened to give.
+type NamedView = (
+    i64,
+    i64,
+    String,
+    String,
+    bool,
+    bool,
+    Vec<(String, i64)>,
+    Vec<String>,
+);
+
+fn named(v: &crate::attribute::Views) -> Vec<NamedView> {
+    let name = |id: u32| v.paths[id as usize].clone();
+    let mut out: Vec<NamedView> = v
+        .views
+        .iter()
+        .map(|x| {
+            let mut needed: Vec<(String, i64)> =
+                x.needed.iter().map(|&(a, d)| (name(a), d)).collect();
+            needed.sort();
+            let mut unknown: Vec<String> = x.unknown.iter().map(|&a| name(a)).collect();
+            unknown.sort();
+            let context = x.context.as_str().to_string();
+            (
+                x.client,
+                x.ts_ms,
+                name(x.page),
+                context,
+                x.holdout,
+                x.over_cap,
+                needed,
+                unknown,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// `tune` reads its window one bucket of clients at a time to bound its memory: the views,
+    /// the unattributed count and what each path's responses said must be those of one read.
+    #[test]
+    fn tune_s_window_read_by_buckets_of_clients_attributes_what_one_read_does(
+        visits in prop::collection::vec(visit(), 1..40),
+        at_once in 1i64..60,
+    ) {
+        let events = events_of(&visits, 1_700_000_000_000);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+            store.insert_events(&events).await.unwrap();
+            let lp = LearnParams::default();
+            let n = store.max_event_id().await.unwrap();
+            let one = crate::attribute::attribute(&store.load_events_after(0).await.unwrap(), &lp);
+            let by = crate::tune::attribute_window(&store, &lp, 0, n, at_once).await.unwrap();
+            assert_eq!(named(&by), named(&one));
+            assert_eq!(by.unattributed, one.unattributed);
+            let info = |v: &crate::attribute::Views| {
+                let mut rows: Vec<(String, i64, i64, bool, bool, u16, i64)> = v
+                    .paths
+                    .iter()
+                    .zip(&v.info)
+                    .map(|(p, i)| (p.clone(), i.bytes_sum, i.bytes_n, i.cacheable, i.saw_ok, i.last_status, i.last_id))
+                    .collect();
+                rows.sort();
+                rows
+            };
+            assert_eq!(info(&by), info(&one));
+        });
+    }
+}

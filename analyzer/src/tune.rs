@@ -9,11 +9,13 @@ use serde::Serialize;
 use pushwise_store::rows::{PageStat, SetRow};
 use pushwise_store::{PushSets, Store};
 
-use crate::attribute::{View, Views, attribute};
+use crate::attribute::{Names, View, Views, attribute_with};
 use crate::error::Error;
 use crate::estimate::estimate;
 use crate::params::{LearnParams, SelectParams};
+use crate::pass::views_for_selection;
 use crate::select::select;
+use crate::tally::InfoTally;
 
 /// The probability thresholds tried.
 pub const THRESHOLDS: [f64; 19] = [
@@ -109,15 +111,52 @@ pub async fn tune(
             "the tune window must hold at least one event",
         ));
     }
-    let from = (store.max_event_id().await? - window_events).max(0);
-    let events = store.load_events_after(from).await?;
-    let views = attribute(&events, lp);
-    drop(events);
+    let newest = store.max_event_id().await?;
+    let from = (newest - window_events).max(0);
+    let views = attribute_window(store, lp, from, newest - from, EVENTS_AT_ONCE).await?;
     let base = SelectParams::from_store(store).await?;
     let mut report = tune_views(&views, lp, &base, objective, train_share);
     report.window_events = window_events;
     report.from_event_id = from + 1;
     Ok(report)
+}
+
+/// At most this many events of the window are held in memory at once.
+const EVENTS_AT_ONCE: i64 = 125_000;
+
+/// Attributes the `events` events after `from` to page views in bounded memory (about `at_once`
+/// events held at a time):
+/// the clients are split into buckets by their key, and each bucket's events are read and
+/// attributed in turn (attribution never looks across clients), so memory holds one bucket's
+/// events and every bucket's views, which are far smaller. What each path's responses said is
+/// gathered from every event on the first read.
+pub(crate) async fn attribute_window(
+    store: &Store,
+    lp: &LearnParams,
+    from: i64,
+    events: i64,
+    at_once: i64,
+) -> Result<Views, Error> {
+    let buckets = (events.max(1) as u64).div_ceil(at_once.max(1) as u64);
+    let (mut names, mut info) = (Names::default(), InfoTally::default());
+    let (mut views, mut unattributed) = (Vec::new(), 0);
+    for b in 0..buckets {
+        let events = store
+            .load_events_after_where(from, |e| {
+                if b == 0 {
+                    info.add(e);
+                }
+                (e.client as u64) % buckets == b
+            })
+            .await?;
+        let (mut v, u) = attribute_with(&events, lp, &mut names);
+        views.append(&mut v);
+        unattributed += u;
+    }
+    let mut out = views_for_selection(names, info.into_rows());
+    out.views = views;
+    out.unattributed = unattributed;
+    Ok(out)
 }
 
 /// The replay itself, on views already attributed (separate so tests can call it directly).

@@ -615,12 +615,22 @@ impl Store {
     /// Every event with an id above `after_id`, in id order, read in pages. Memory grows with what
     /// it returns: `tune` bounds it by choosing `after_id`.
     pub async fn load_events_after(&self, after_id: i64) -> Result<Vec<EventRow>, Error> {
+        self.load_events_after_where(after_id, |_| true).await
+    }
+
+    /// [`Store::load_events_after`], keeping only the events `keep` says yes to (it sees every
+    /// event, in id order): memory grows with what is kept, not with what is read.
+    pub async fn load_events_after_where(
+        &self,
+        after_id: i64,
+        mut keep: impl FnMut(&EventRow) -> bool,
+    ) -> Result<Vec<EventRow>, Error> {
         let (mut out, mut after, mut dict) = (Vec::new(), after_id, Dictionary::default());
         loop {
             let page = self.read_events(after, 50_000, &mut dict).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            out.extend(page);
+            out.extend(page.into_iter().filter(|e| keep(e)));
         }
         Ok(out)
     }
