@@ -25,8 +25,13 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// What one turn may gather before it is written out regardless.
+/// What one turn may gather before it is written out regardless: four full TLS records, six
+/// 10 KB pages. Every busy connection may hold this much (1,000 saturated connections: up to
+/// 64 MiB). Half of it measured 8–18% fewer 10 KB pages per second (`bench/ab.sh`).
 pub(crate) const MAX_BUFFER: usize = 64 * 1024;
+
+/// What a turn's buffer starts at: a turn of a few small responses fits; a larger one doubles it.
+const FIRST_CAPACITY: usize = 16 * 1024;
 
 /// The polls of one task, counted: each is a turn.
 #[derive(Clone, Default)]
@@ -85,8 +90,7 @@ impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
             }
             self.written += n;
         }
-        // Freed once written: an idle connection holds no buffer, and the next turn takes one
-        // of the full size at once instead of growing it by copies.
+        // Freed once written: an idle connection holds no buffer.
         self.written = 0;
         self.buf = Vec::new();
         Poll::Ready(Ok(()))
@@ -98,7 +102,8 @@ impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
             ready!(self.drain(cx))?;
         }
         if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(MAX_BUFFER);
+            self.buf
+                .reserve_exact(len.clamp(FIRST_CAPACITY, MAX_BUFFER));
         }
         Poll::Ready(Ok(()))
     }
