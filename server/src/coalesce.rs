@@ -101,9 +101,13 @@ impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
         if self.pending() > 0 && self.buf.len() + len > MAX_BUFFER {
             ready!(self.drain(cx))?;
         }
-        if self.buf.capacity() == 0 {
-            self.buf
-                .reserve_exact(len.clamp(FIRST_CAPACITY, MAX_BUFFER));
+        // Grow by doubling from the first capacity, never past the cap (`reserve` alone could).
+        let want = (self.buf.len() + len).min(MAX_BUFFER);
+        if want > self.buf.capacity() {
+            let to = want
+                .max(self.buf.capacity() * 2)
+                .clamp(FIRST_CAPACITY, MAX_BUFFER);
+            self.buf.reserve_exact(to - self.buf.len());
         }
         Poll::Ready(Ok(()))
     }
@@ -264,9 +268,9 @@ mod tests {
                 Poll::Pending => break,
             }
             assert!(
-                c.buf.len() <= MAX_BUFFER,
-                "buffer {} over the cap",
-                c.buf.len()
+                c.buf.capacity() <= MAX_BUFFER,
+                "a buffer of {} bytes, over the cap",
+                c.buf.capacity()
             );
         }
         assert!(
