@@ -6,9 +6,9 @@
 #
 # Servers run side by side and are loaded in turn, ROUNDS times; the best run of each is compared
 # (the machine is noisy). Prints req/s and pushwise/nginx ratios for:
-#   a 10 KB page and a 1 KB asset, recording on (the goals' condition) and --no-record (for the cost of recording, which is
-#   smaller than this machine's run-to-run noise, use bench/record-cost.sh); a page with a 6-asset
-#   push set.
+#   a 10 KB page and a 1 KB asset, recording on (the goals' condition) and --no-record (for the
+#   cost of recording, which is smaller than this machine's run-to-run noise, use
+#   bench/record-cost.sh); a page with a 6-asset push set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}

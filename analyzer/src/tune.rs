@@ -125,10 +125,9 @@ pub async fn tune(
 const EVENTS_AT_ONCE: i64 = 125_000;
 
 /// Attributes the `events` events after `from` to page views in bounded memory (about `at_once`
-/// events held at a time):
-/// the clients are split into buckets by their key, and each bucket's events are read and
-/// attributed in turn (attribution never looks across clients), so memory holds one bucket's
-/// events and every bucket's views, which are far smaller. What each path's responses said is
+/// events held at a time): the clients are split into buckets by their key, and each bucket's
+/// events are read and attributed in turn (attribution never looks across clients), so memory
+/// holds one bucket's events and every bucket's views, which are far smaller. What each path's responses said is
 /// gathered from every event on the first read.
 pub(crate) async fn attribute_window(
     store: &Store,

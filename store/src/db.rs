@@ -607,13 +607,12 @@ impl Store {
     /// Memory grows with the log: for tests and small stores; the learner reads pages instead
     /// ([`Store::read_events`]).
     pub async fn load_events(&self, since_ms: i64) -> Result<Vec<EventRow>, Error> {
-        let mut events = self.load_events_after(0).await?;
-        events.retain(|e| e.ts_ms >= since_ms);
-        Ok(events)
+        self.load_events_after_where(0, |e| e.ts_ms >= since_ms)
+            .await
     }
 
     /// Every event with an id above `after_id`, in id order, read in pages. Memory grows with what
-    /// it returns: `tune` bounds it by choosing `after_id`.
+    /// it returns.
     pub async fn load_events_after(&self, after_id: i64) -> Result<Vec<EventRow>, Error> {
         self.load_events_after_where(after_id, |_| true).await
     }
