@@ -467,6 +467,9 @@ pub enum SetsCmd {
         json: bool,
     },
     /// Every candidate asset of a page, in or out of its set, and why; its pins and bans.
+    ///
+    /// An asset seen with the page but less likely than a tenth of the page's threshold is not
+    /// listed (the noise of a large site); pinned and banned assets always are.
     #[command(
         after_long_help = "Examples:\n  pushwise sets show /\n  pushwise sets show section:/blog/ --json"
     )]

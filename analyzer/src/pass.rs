@@ -5,11 +5,11 @@
 //! A pass costs what is new: it never reads the events already counted, and its memory is bounded
 //! by the counts (pages × contexts × assets) and the clients active within a session gap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use pushwise_store::rows::NewGeneration;
-use pushwise_store::{Dictionary, Fold, LearnState, Store};
+use pushwise_store::rows::{NewGeneration, PageStat, SetRow};
+use pushwise_store::{Counts, Dictionary, Fold, LearnState, Store};
 
 use crate::attribute::{AssetInfo, Names, Views};
 use crate::error::Error;
@@ -108,6 +108,12 @@ async fn pass(
         },
     };
     let done = store.sources_done().await?;
+    // The stored counts are read while the events are: no one else folds during a pass (the
+    // analyzer lock), so what this reads is exactly what the fold below adds to.
+    let stored = tokio::spawn({
+        let store = store.clone();
+        async move { store.learn_counts().await }
+    });
     let read = Reading {
         closed: Tally::new(state.ref_ms, lp.half_life_ms),
         names: Names::default(),
@@ -151,16 +157,21 @@ async fn pass(
         info,
     };
     let tallied_ms = started.elapsed().as_millis();
-    store.fold(&fold).await?;
+    let mut counts = stored.await.map_err(task_failed)??;
+    let counts_ms = started.elapsed().as_millis();
+    fold.apply_to(&mut counts);
     tracing::debug!(
         read_ms,
         closed_ms,
         tallied_ms,
+        counts_ms,
         views = fold.views.len(),
         assets = fold.assets.len(),
-        folded_ms = started.elapsed().as_millis(),
-        "analyzer pass: events read and counts folded"
+        "analyzer pass: events read and tallied, counts read"
     );
+    // The fold is written while selection runs on what it will have written (driven by this task,
+    // not spawned: a pass that is dropped rolls its fold back rather than leaving it running).
+    let folding = async move { store.fold(&fold).await };
     let report = PassReport {
         events: events_new,
         events_again,
@@ -170,7 +181,11 @@ async fn pass(
         watermark,
         ..Default::default()
     };
-    select_and_write(store, open, names, report, started, now_ms).await
+    select_and_write(store, open, counts, names, report, folding, started, now_ms).await
+}
+
+fn task_failed(e: tokio::task::JoinError) -> Error {
+    Error::invalid(format!("analyzer task failed: {e}"))
 }
 
 /// The pass's state while it reads the event log.
@@ -198,7 +213,7 @@ impl Reading {
                 self
             })
             .await
-            .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
+            .map_err(task_failed)?;
             progress(after, last);
         }
         Ok(self)
@@ -221,66 +236,100 @@ fn check_params(s: &LearnState, lp: &LearnParams) -> Result<(), Error> {
 }
 
 /// Selects sets from the stored counts plus the open sessions' tallies, and writes a generation.
+#[allow(clippy::too_many_arguments)]
 async fn select_and_write(
     store: &Store,
     open: Tally,
+    counts: Counts,
     mut names: Names,
     mut report: PassReport,
+    folding: impl std::future::Future<Output = Result<(), pushwise_store::Error>>,
     started: Instant,
     now_ms: i64,
 ) -> Result<PassReport, Error> {
     let t = Instant::now();
-    let (stored_views, stored_assets, info_rows) = store.learn_counts().await?;
-    let counts_ms = t.elapsed().as_millis();
-    let sp = SelectParams::from_store(store).await?;
-    // The open tally shares the stored counts' reference time: the sums are consistent.
-    let mut est = open;
-    est.add_stored(&stored_views, &stored_assets, &mut names);
-    // Every path a response was seen for can be pinned, even one never tied to a page view.
-    for (path, _) in &info_rows {
-        names.id(path);
-    }
-    let views = views_for_selection(names, info_rows);
-    let (stats, rows) = tokio::task::spawn_blocking(move || select(&views, &est.est, &sp))
-        .await
-        .map_err(|e| Error::invalid(format!("analyzer task failed: {e}")))?;
-    let selected_ms = t.elapsed().as_millis();
-    report.pages = stats
-        .iter()
-        .filter(|s| s.context.is_page_wide() && !is_section(&s.page))
-        .count();
-    // A page "has a set" when any of its contexts (or the page-wide estimate) pushes something.
-    let in_set: std::collections::BTreeSet<(&str, &str)> = rows
-        .iter()
-        .filter(|r| r.in_set)
-        .filter(|r| !is_section(&r.page))
-        .map(|r| (r.page.as_str(), r.asset.as_str()))
-        .collect();
-    report.pages_with_sets = in_set
-        .iter()
-        .map(|(p, _)| *p)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    report.assets_in_sets = in_set.len();
-    report.generation = store
-        .write_generation(&NewGeneration {
-            created_ms: now_ms,
-            events: report.events as i64,
-            views: (report.views + report.views_open) as i64,
-            duration_ms: started.elapsed().as_millis() as i64,
-            pages: stats,
-            assets: rows,
+    let selecting = async {
+        let sp = SelectParams::from_store(store).await?;
+        let (events, views) = (
+            report.events as i64,
+            (report.views + report.views_open) as i64,
+        );
+        tokio::task::spawn_blocking(move || {
+            // The open tally shares the stored counts' reference time: the sums are consistent.
+            let mut est = open;
+            est.add_stored(&counts.views, &counts.assets, &mut names);
+            // Every path a response was seen for can be pinned, even one never tied to a page
+            // view.
+            for (path, _) in &counts.info {
+                names.id(path);
+            }
+            let views_sel = views_for_selection(names, counts.info);
+            let (stats, rows) = select(&views_sel, &est.est, &sp);
+            let sums = SetSums::of(&stats, &rows);
+            let g = NewGeneration {
+                created_ms: now_ms,
+                events,
+                views,
+                duration_ms: 0,
+                pages: stats,
+                assets: rows,
+            };
+            Ok::<_, Error>((sums, g.encode()?))
         })
-        .await?;
+        .await
+        .map_err(task_failed)?
+    };
+    // Both run to the end whatever the other did: the analyzer lock is released when this
+    // returns, and a fold still being written then could meet the next pass. The generation goes
+    // out only once the fold is in (it never reflects counts the store does not hold).
+    let (selected, folded) = tokio::join!(selecting, folding);
+    let selected_and_folded_ms = t.elapsed().as_millis();
+    let (sums, mut generation) = selected?;
+    folded?;
+    (report.pages, report.pages_with_sets, report.assets_in_sets) =
+        (sums.pages, sums.pages_with_sets, sums.assets_in_sets);
+    generation.duration_ms = started.elapsed().as_millis() as i64;
+    report.generation = store.write_encoded_generation(&generation).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::debug!(
-        counts_ms,
-        selected_ms,
+        selected_and_folded_ms,
         written_ms = t.elapsed().as_millis(),
         rows = report.assets_in_sets,
         "analyzer pass: selection and generation written"
     );
     Ok(report)
+}
+
+/// What a generation holds, for the pass's report.
+struct SetSums {
+    /// Pages with an estimate (sections not counted).
+    pages: usize,
+    /// Pages where any context (or the page-wide estimate) pushes something.
+    pages_with_sets: usize,
+    /// Distinct (page, asset) pairs in some set of the page.
+    assets_in_sets: usize,
+}
+
+impl SetSums {
+    fn of(stats: &[PageStat], rows: &[SetRow]) -> SetSums {
+        let in_set: BTreeSet<(&str, &str)> = rows
+            .iter()
+            .filter(|r| r.in_set && !is_section(&r.page))
+            .map(|r| (r.page.as_str(), r.asset.as_str()))
+            .collect();
+        SetSums {
+            pages: stats
+                .iter()
+                .filter(|s| s.context.is_page_wide() && !is_section(&s.page))
+                .count(),
+            pages_with_sets: in_set
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<BTreeSet<_>>()
+                .len(),
+            assets_in_sets: in_set.len(),
+        }
+    }
 }
 
 /// The interned paths with what the responses said about each, as selection wants them.

@@ -91,10 +91,19 @@ pub fn select(views: &Views, est: &Estimates, sp: &SelectParams) -> (Vec<PageSta
         };
         let cands = candidates(views, pe, parent, sp.prior_views, pins);
         // Borrowed assets below the threshold are not worth a row each (a section's long tail
-        // would be repeated under every page of it); observed ones are all kept, with reasons.
-        let cands = cands
-            .into_iter()
-            .filter(|c| !c.borrowed || c.probability >= limits.threshold);
+        // would be repeated under every page of it); observed ones are kept with their reasons
+        // down to a tenth of the threshold. Below that lies the noise of a large site (an image
+        // fetched once in a thousand views): on a generated 3,000-page site it was a quarter of
+        // every generation's rows, rewritten by every pass, and no answer to "why is this not
+        // pushed?" that `sets show` could not give by its absence (see its help).
+        let listed = limits.threshold * LISTED_FRACTION;
+        let cands = cands.into_iter().filter(|c| {
+            let floor = if c.borrowed { limits.threshold } else { listed };
+            c.probability >= floor
+                || pins
+                    .iter()
+                    .any(|(p, _)| *p == views.paths[c.asset as usize])
+        });
         for (pos, c) in cands.enumerate() {
             let path = &views.paths[c.asset as usize];
             let info = &views.info[c.asset as usize];
@@ -117,6 +126,9 @@ pub fn select(views: &Views, est: &Estimates, sp: &SelectParams) -> (Vec<PageSta
     }
     (stats, rows)
 }
+
+/// Observed candidates less likely than this fraction of the threshold get no row.
+pub const LISTED_FRACTION: f64 = 0.1;
 
 /// What a child estimate borrows: each asset's (smoothed) probability and typical delay, for the
 /// assets likely enough that borrowing them could ever put them in a set.

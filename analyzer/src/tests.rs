@@ -338,3 +338,39 @@ fn a_rarely_seen_page_backs_off_to_its_section() {
     assert_eq!(d.source, SetSource::None);
     assert!(d.assets.is_empty());
 }
+
+#[test]
+fn assets_far_below_the_threshold_get_no_row_unless_pinned_or_banned() {
+    // Threshold 0.5: rows are kept down to 0.05.
+    let e = many_views(
+        100,
+        &[
+            ("/hot.css", 100, 100),
+            ("/near.js", 8, 100),
+            ("/rare.png", 1, 100),
+            ("/rare.gif", 1, 100),
+        ],
+    );
+    let rows = learn_select(&e, &SelectParams::default());
+    let has = |rows: &[SetRow], n: &str| rows.iter().any(|r| r.asset == n);
+    assert!(has(&rows, "/hot.css") && has(&rows, "/near.js"));
+    assert!(!has(&rows, "/rare.png") && !has(&rows, "/rare.gif"));
+    let mut sp = SelectParams::default();
+    sp.pins.insert(
+        "/p".into(),
+        vec![
+            ("/rare.png".into(), PinAction::Pin),
+            ("/rare.gif".into(), PinAction::Ban),
+        ],
+    );
+    let rows = learn_select(&e, &sp);
+    let r = |n: &str| rows.iter().find(|r| r.asset == n).unwrap().reason;
+    assert_eq!(r("/rare.png"), Reason::Pinned);
+    assert_eq!(r("/rare.gif"), Reason::Banned);
+    // A lower threshold lowers the floor with it.
+    let sp = SelectParams {
+        threshold: 0.05,
+        ..Default::default()
+    };
+    assert!(has(&learn_select(&e, &sp), "/rare.png"));
+}

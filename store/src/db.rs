@@ -8,7 +8,7 @@
 //! writer) in `identity` and `writer`.
 
 mod compact;
-mod gen_doc;
+pub(crate) mod gen_doc;
 mod identity;
 mod learn;
 mod pg;
@@ -29,12 +29,12 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
 use crate::rows::{
-    EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration, PageStat, PinAction,
-    PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
+    EncodedGeneration, EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration,
+    PageStat, PinAction, PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
 };
 use compact::{BUMP_EPOCH, EPOCH_KEY, StringIds, add_strings, insert_chunks};
 pub use identity::APPLICATION_ID;
-pub use learn::{AssetCount, Dictionary, Fold, LearnState, ViewCount};
+pub use learn::{AssetCount, Counts, Dictionary, Fold, LearnState, ViewCount};
 pub use pg::{AnalyzerLock, GenerationNotices};
 pub use writer::EventWriter;
 
@@ -665,7 +665,12 @@ impl Store {
     /// One row per page, its stats and candidates encoded by [`gen_doc`] (see migration 0004 for
     /// why not one row per candidate).
     pub async fn write_generation(&self, g: &NewGeneration) -> Result<i64, Error> {
-        let pages = gen_doc::encode(&g.pages, &g.assets)?;
+        self.write_encoded_generation(&g.encode()?).await
+    }
+
+    /// [`Store::write_generation`] of a generation encoded beforehand.
+    pub async fn write_encoded_generation(&self, g: &EncodedGeneration) -> Result<i64, Error> {
+        let pages = &g.pages;
         on_pool!(self, p => {
         let mut tx = p.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -685,7 +690,7 @@ impl Store {
             );
             qb.push_values(chunk, |mut b, p| {
                 b.push_bind(id)
-                    .push_bind(p.page)
+                    .push_bind(&p.page)
                     .push_bind(p.in_set)
                     .push_bind(&p.stats)
                     .push_bind(&p.candidates);

@@ -20,8 +20,8 @@ pub mod time;
 pub use client_key::ClientKeyer;
 pub use context::{Context, UaClass};
 pub use db::{
-    APPLICATION_ID, AnalyzerLock, AssetCount, Dictionary, EventWriter, Fold, GenerationNotices,
-    LearnState, MIGRATOR, PG_MIGRATOR, SaltState, Store, ViewCount,
+    APPLICATION_ID, AnalyzerLock, AssetCount, Counts, Dictionary, EventWriter, Fold,
+    GenerationNotices, LearnState, MIGRATOR, PG_MIGRATOR, SaltState, Store, ViewCount,
 };
 pub use error::Error;
 pub use event::{Event, PushMark, Referer};

@@ -43,7 +43,7 @@ impl EventRow {
 
 /// What the responses for one path said: full-response sizes, cacheability, last status. The
 /// learner keeps one per path, and the store keeps it across passes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssetInfo {
     pub bytes_sum: i64,
     pub bytes_n: i64,
@@ -60,6 +60,19 @@ impl AssetInfo {
         AssetInfo {
             cacheable: true,
             ..Default::default()
+        }
+    }
+
+    /// Adds what later events said (`newer`) to what earlier ones did: the `asset_info` upsert
+    /// of a fold, in memory.
+    pub fn merge(&mut self, newer: &AssetInfo) {
+        self.bytes_sum += newer.bytes_sum;
+        self.bytes_n += newer.bytes_n;
+        self.cacheable &= newer.cacheable;
+        self.saw_ok |= newer.saw_ok;
+        if newer.last_id > self.last_id {
+            self.last_status = newer.last_status;
+            self.last_id = newer.last_id;
         }
     }
 
@@ -260,6 +273,30 @@ pub struct NewGeneration {
     pub duration_ms: i64,
     pub pages: Vec<PageStat>,
     pub assets: Vec<SetRow>,
+}
+
+impl NewGeneration {
+    /// The generation in the form it is stored in: encoding is CPU work a caller may want to do
+    /// off the async workers, or while something else is written.
+    pub fn encode(&self) -> Result<EncodedGeneration, crate::Error> {
+        Ok(EncodedGeneration {
+            created_ms: self.created_ms,
+            events: self.events,
+            views: self.views,
+            duration_ms: self.duration_ms,
+            pages: crate::db::gen_doc::encode(&self.pages, &self.assets)?,
+        })
+    }
+}
+
+/// A [`NewGeneration`] encoded for [`crate::Store::write_encoded_generation`].
+#[derive(Debug, Clone)]
+pub struct EncodedGeneration {
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub duration_ms: i64,
+    pub(crate) pages: Vec<crate::db::gen_doc::PageDoc>,
 }
 
 /// A value outside the range a setting accepts.

@@ -11,8 +11,9 @@ use crate::error::Error;
 use crate::rows::{AsType, PageStat, Reason, SetRow};
 
 /// One page's row, ready to insert.
-pub(super) struct PageDoc<'a> {
-    pub page: &'a str,
+#[derive(Debug, Clone)]
+pub(crate) struct PageDoc {
+    pub page: String,
     pub in_set: i64,
     pub stats: String,
     pub candidates: String,
@@ -35,10 +36,10 @@ type CandidateOut<'a> = (
 type CandidateIn = (String, String, f64, i64, i64, i64, String, u8, i64, String);
 
 /// Groups a generation's stats and candidates by page, in page order.
-pub(super) fn encode<'a>(
+pub(crate) fn encode<'a>(
     stats: &'a [PageStat],
     candidates: &'a [SetRow],
-) -> Result<Vec<PageDoc<'a>>, Error> {
+) -> Result<Vec<PageDoc>, Error> {
     type Parts<'a> = (Vec<StatOut<'a>>, Vec<CandidateOut<'a>>, i64);
     let mut pages: BTreeMap<&str, Parts<'a>> = BTreeMap::new();
     for s in stats {
@@ -70,7 +71,7 @@ pub(super) fn encode<'a>(
         .into_iter()
         .map(|(page, (stats, candidates, in_set))| {
             Ok(PageDoc {
-                page,
+                page: page.to_string(),
                 in_set,
                 stats: to_json(&stats)?,
                 candidates: to_json(&candidates)?,

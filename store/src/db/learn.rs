@@ -111,6 +111,88 @@ pub struct Fold {
     pub info: Vec<(String, AssetInfo)>,
 }
 
+/// The stored counts, as [`Store::learn_counts`] reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub views: Vec<ViewCount>,
+    pub assets: Vec<AssetCount>,
+    pub info: Vec<(String, AssetInfo)>,
+}
+
+impl Fold {
+    /// What [`Store::fold`] makes of `stored`, computed in memory: every stored weight scaled by
+    /// `rescale`, then each row added to its key's (or inserted). The arithmetic is the SQL's,
+    /// operation for operation, so the result is what reading the counts back after the fold
+    /// would give — without reading them back (a pass reads the counts while it reads events,
+    /// and writes the fold while it selects).
+    pub fn apply_to(&self, stored: &mut Counts) {
+        if self.rescale != 1.0 {
+            for v in &mut stored.views {
+                v.weighted *= self.rescale;
+            }
+            for a in &mut stored.assets {
+                a.hit_w *= self.rescale;
+                a.unknown_w *= self.rescale;
+            }
+        }
+        let at: HashMap<(&str, Context), usize> = stored
+            .views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((v.page.as_str(), v.context), i))
+            .collect();
+        let (mut updates, mut added) = (Vec::new(), Vec::new());
+        for v in &self.views {
+            match at.get(&(v.page.as_str(), v.context)) {
+                Some(&i) => updates.push((i, v)),
+                None => added.push(v.clone()),
+            }
+        }
+        drop(at);
+        for (i, v) in updates {
+            let s = &mut stored.views[i];
+            s.views += v.views;
+            s.weighted += v.weighted;
+        }
+        stored.views.extend(added);
+        let at: HashMap<(&str, Context, &str), usize> = stored
+            .assets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ((a.page.as_str(), a.context, a.asset.as_str()), i))
+            .collect();
+        let (mut updates, mut added) = (Vec::new(), Vec::new());
+        for a in &self.assets {
+            match at.get(&(a.page.as_str(), a.context, a.asset.as_str())) {
+                Some(&i) => updates.push((i, a)),
+                None => added.push(a.clone()),
+            }
+        }
+        drop(at);
+        for (i, a) in updates {
+            let s = &mut stored.assets[i];
+            s.hit_n += a.hit_n;
+            s.hit_w += a.hit_w;
+            s.unknown_n += a.unknown_n;
+            s.unknown_w += a.unknown_w;
+            s.delay_ln_sum += a.delay_ln_sum;
+        }
+        stored.assets.extend(added);
+        let at: HashMap<String, usize> = stored
+            .info
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.clone(), i))
+            .collect();
+        for (path, a) in &self.info {
+            match at.get(path) {
+                Some(&i) => stored.info[i].1.merge(a),
+                None => stored.info.push((path.clone(), a.clone())),
+            }
+        }
+    }
+}
+
 /// An `event_log` row as [`Store::read_events`] reads it: id, ts_ms, client, conn_id, path,
 /// status, bytes, referer, flags, source, method.
 type EventTuple = (
@@ -307,11 +389,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored count, for selection. Each table comes back as one JSON array (see
-    /// [`Store::read_events`] for why).
-    pub async fn learn_counts(
-        &self,
-    ) -> Result<(Vec<ViewCount>, Vec<AssetCount>, Vec<(String, AssetInfo)>), Error> {
+    /// Every stored count, for selection.
+    ///
+    /// From an SQLite file, on a rusqlite connection of its own: the counts are mostly floats,
+    /// and the JSON path below spent most of its time in SQLite formatting them as text and serde
+    /// parsing them back (`perf`: `dekkerMul2`, `sqlite3_str_vappendf`, `parse_number`); sqlx's
+    /// own rows cost more still (see [`Store::read_events`]). rusqlite hands each column over as
+    /// it is stored.
+    pub async fn learn_counts(&self) -> Result<Counts, Error> {
+        if let Pool::Sqlite(_) = self.pool {
+            let path = self.path.clone();
+            return tokio::task::spawn_blocking(move || read_counts_sqlite(&path))
+                .await
+                .map_err(|e| Error::corrupt(format!("the counts reader failed: {e}")))?;
+        }
+        self.learn_counts_json().await
+    }
+
+    /// [`Store::learn_counts`] through sqlx: each table comes back as one JSON array.
+    async fn learn_counts_json(&self) -> Result<Counts, Error> {
         let json = self
             .json_rows("page, context, views, weighted", "view_counts")
             .await?;
@@ -373,7 +469,11 @@ impl Store {
                 },
             )
             .collect();
-        Ok((views, assets, info))
+        Ok(Counts {
+            views,
+            assets,
+            info,
+        })
     }
 
     /// Every row of `table` (`columns` of it) aggregated into one JSON array of arrays.
@@ -499,5 +599,216 @@ impl Store {
         tx.commit().await?;
         Ok(())
         })
+    }
+}
+
+/// [`Store::learn_counts`] of the SQLite file at `path`, in one read transaction.
+fn read_counts_sqlite(path: &std::path::Path) -> Result<Counts, Error> {
+    use rusqlite::{Connection, OpenFlags};
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))?;
+    let tx = conn.transaction()?;
+    let mut views = Vec::new();
+    {
+        let mut q = tx.prepare("SELECT page, context, views, weighted FROM view_counts")?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            views.push(ViewCount {
+                page: r.get(0)?,
+                context: super::context(r.get(1)?)?,
+                views: r.get(2)?,
+                weighted: r.get(3)?,
+            });
+        }
+    }
+    let mut assets = Vec::new();
+    {
+        let mut q = tx.prepare(
+            "SELECT page, context, asset, hit_n, hit_w, unknown_n, unknown_w, delay_ln_sum \
+             FROM asset_counts",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            assets.push(AssetCount {
+                page: r.get(0)?,
+                context: super::context(r.get(1)?)?,
+                asset: r.get(2)?,
+                hit_n: r.get(3)?,
+                hit_w: r.get(4)?,
+                unknown_n: r.get(5)?,
+                unknown_w: r.get(6)?,
+                delay_ln_sum: r.get(7)?,
+            });
+        }
+    }
+    let mut info = Vec::new();
+    {
+        let mut q = tx.prepare(
+            "SELECT path, bytes_sum, bytes_n, cacheable, saw_ok, last_status, last_id \
+             FROM asset_info",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let last_status: i64 = r.get(5)?;
+            info.push((
+                r.get(0)?,
+                AssetInfo {
+                    bytes_sum: r.get(1)?,
+                    bytes_n: r.get(2)?,
+                    cacheable: r.get::<_, i64>(3)? != 0,
+                    saw_ok: r.get::<_, i64>(4)? != 0,
+                    last_status: u16::try_from(last_status).unwrap_or(0),
+                    last_id: r.get(6)?,
+                },
+            ));
+        }
+    }
+    tx.commit()?;
+    Ok(Counts {
+        views,
+        assets,
+        info,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PAGES: [&str; 3] = ["/", "/a", "/b"];
+    const ASSETS: [&str; 3] = ["/s.css", "/i.png", "/f.woff2"];
+    const CONTEXTS: [Context; 2] = [Context::BrowserEntry, Context::BrowserInternal];
+
+    /// A fold of counts over a few keys (each key at most once, as a pass's tally makes them).
+    fn fold() -> impl Strategy<Value = Fold> {
+        let weight = 0.001f64..1000.0;
+        (
+            prop::collection::btree_map((0..3usize, 0..2usize), (1i64..50, weight.clone()), 0..6),
+            prop::collection::btree_map(
+                (0..3usize, 0..2usize, 0..3usize),
+                (
+                    0i64..50,
+                    weight.clone(),
+                    0i64..5,
+                    0.0f64..10.0,
+                    0.0f64..90.0,
+                ),
+                0..12,
+            ),
+            prop::collection::btree_map(
+                0..3usize,
+                (0i64..9000, 0i64..3, any::<bool>(), any::<bool>(), 1i64..100),
+                0..3,
+            ),
+            prop_oneof![Just(1.0f64), 0.001f64..1.0],
+        )
+            .prop_map(|(views, assets, info, rescale)| Fold {
+                state: LearnState::default(),
+                rescale,
+                views: views
+                    .into_iter()
+                    .map(|((p, c), (views, weighted))| ViewCount {
+                        page: PAGES[p].into(),
+                        context: CONTEXTS[c],
+                        views,
+                        weighted,
+                    })
+                    .collect(),
+                assets: assets
+                    .into_iter()
+                    .map(
+                        |((p, c, a), (hit_n, hit_w, unknown_n, unknown_w, ln))| AssetCount {
+                            page: PAGES[p].into(),
+                            context: CONTEXTS[c],
+                            asset: ASSETS[a].into(),
+                            hit_n,
+                            hit_w,
+                            unknown_n,
+                            unknown_w,
+                            delay_ln_sum: ln,
+                        },
+                    )
+                    .collect(),
+                info: info
+                    .into_iter()
+                    .map(|(a, (bytes_sum, bytes_n, cacheable, saw_ok, last_id))| {
+                        let info = AssetInfo {
+                            bytes_sum,
+                            bytes_n,
+                            cacheable,
+                            saw_ok,
+                            last_status: 200 + last_id as u16 % 3,
+                            last_id,
+                        };
+                        (ASSETS[a].to_string(), info)
+                    })
+                    .collect(),
+            })
+    }
+
+    /// Counts in key order.
+    fn sorted(mut c: Counts) -> Counts {
+        c.views
+            .sort_by(|a, b| (&a.page, a.context).cmp(&(&b.page, b.context)));
+        c.assets
+            .sort_by(|a, b| (&a.page, a.context, &a.asset).cmp(&(&b.page, b.context, &b.asset)));
+        c.info.sort_by(|a, b| a.0.cmp(&b.0));
+        c
+    }
+
+    /// The same counts, weights equal up to what a JSON round trip may round.
+    fn assert_same(stored: Counts, expected: Counts) {
+        let (s, e) = (sorted(stored), sorted(expected));
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1e-300);
+        assert_eq!(s.info, e.info);
+        assert_eq!(s.views.len(), e.views.len());
+        for (x, y) in s.views.iter().zip(&e.views) {
+            assert_eq!((&x.page, x.context, x.views), (&y.page, y.context, y.views));
+            assert!(close(x.weighted, y.weighted), "{x:?} vs {y:?}");
+        }
+        assert_eq!(s.assets.len(), e.assets.len());
+        for (x, y) in s.assets.iter().zip(&e.assets) {
+            assert_eq!(
+                (&x.page, x.context, &x.asset, x.hit_n, x.unknown_n),
+                (&y.page, y.context, &y.asset, y.hit_n, y.unknown_n)
+            );
+            assert!(
+                close(x.hit_w, y.hit_w)
+                    && close(x.unknown_w, y.unknown_w)
+                    && close(x.delay_ln_sum, y.delay_ln_sum),
+                "{x:?} vs {y:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// A pass selects from the counts it read before its fold plus the fold applied in memory,
+        /// and writes the fold meanwhile: both must be the same counts (read either way).
+        #[test]
+        fn a_fold_applied_in_memory_is_what_the_store_holds_after_it(
+            folds in prop::collection::vec(fold(), 1..4),
+        ) {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(&dir.path().join("f.db")).await.unwrap();
+                for f in &folds {
+                    let mut expected = store.learn_counts().await.unwrap();
+                    f.apply_to(&mut expected);
+                    store.fold(f).await.unwrap();
+                    let stored = store.learn_counts().await.unwrap();
+                    // The file's own reader and the JSON one (PostgreSQL's) read the same.
+                    assert_same(store.learn_counts_json().await.unwrap(), stored.clone());
+                    assert_same(stored, expected);
+                }
+            });
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! then a channel hop to its worker thread) cost the server about twice what SQLite's own insert
 //! did. This writer does the same SQL on the same
 //! file with the same string dictionary, binding values in place. Everything else (reads,
-//! imports, push sets, migrations) stays on sqlx; the schema still comes only from `migrations/`,
+//! imports, push sets, migrations) stays on sqlx, but for the analyzer's read of its counts (see
+//! `Store::learn_counts`); the schema still comes only from `migrations/`,
 //! applied by [`Store::open`](super::Store::open) before any writer exists. The sqlx path,
 //! [`Store::insert_events`](super::Store::insert_events), writes the same rows for imports and is
 //! the one a PostgreSQL store would use.
