@@ -26,17 +26,26 @@ pub struct Timing {
     pub load_ms: f64,
     /// The last largest-contentful-paint candidate before the report, ms since navigation start.
     pub lcp_ms: f64,
+    /// First contentful paint, ms since navigation start (0 if the page did not say).
+    pub fcp_ms: f64,
+    /// The HTML response's first byte (`responseStart`), ms since navigation start (0 if unsaid).
+    pub response_ms: f64,
+    /// Whether the last LCP candidate was an image (else text).
+    pub lcp_image: bool,
 }
 
 /// The script added before `</body>` of each HTML page.
 const REPORTER: &str = r#"<script>
 (() => {
-  let lcp = 0;
-  new PerformanceObserver(l => { for (const e of l.getEntries()) lcp = e.startTime; })
-    .observe({type: 'largest-contentful-paint', buffered: true});
+  let lcp = 0, img = 0;
+  new PerformanceObserver(l => {
+    for (const e of l.getEntries()) { lcp = e.startTime; img = e.url ? 1 : 0; }
+  }).observe({type: 'largest-contentful-paint', buffered: true});
   addEventListener('load', () => setTimeout(() => {
     const nav = performance.getEntriesByType('navigation')[0];
-    fetch('/__pushwise_timing?load=' + nav.loadEventStart + '&lcp=' + lcp);
+    const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+    fetch('/__pushwise_timing?load=' + nav.loadEventStart + '&lcp=' + lcp + '&fcp=' +
+      (fcp ? fcp.startTime : 0) + '&resp=' + nav.responseStart + '&img=' + img);
   }, 300));
 })();
 </script>"#;
@@ -139,7 +148,13 @@ fn respond(
             .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
             .collect();
         if let (Some(&load_ms), Some(&lcp_ms)) = (q.get("load"), q.get("lcp")) {
-            let _ = timings.send(Timing { load_ms, lcp_ms });
+            let _ = timings.send(Timing {
+                load_ms,
+                lcp_ms,
+                fcp_ms: q.get("fcp").copied().unwrap_or(0.0),
+                response_ms: q.get("resp").copied().unwrap_or(0.0),
+                lcp_image: q.get("img").is_some_and(|&v| v > 0.0),
+            });
         }
         return ("204 No Content", "text/plain", Vec::new());
     }
@@ -276,7 +291,22 @@ mod tests {
             site.next(Duration::from_secs(1)),
             Some(Timing {
                 load_ms: 812.5,
-                lcp_ms: 640.0
+                lcp_ms: 640.0,
+                fcp_ms: 0.0,
+                response_ms: 0.0,
+                lcp_image: false,
+            })
+        );
+        let all = format!("{TIMING_PATH}?load=812.5&lcp=640&fcp=420.5&resp=260&img=1");
+        assert!(get(&all).starts_with("HTTP/1.1 204"));
+        assert_eq!(
+            site.next(Duration::from_secs(1)),
+            Some(Timing {
+                load_ms: 812.5,
+                lcp_ms: 640.0,
+                fcp_ms: 420.5,
+                response_ms: 260.0,
+                lcp_image: true,
             })
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -195,10 +195,15 @@ fn report(a: &Args, results: &[(String, [Vec<Timing>; 3])]) -> anyhow::Result<()
                     .map(|(c, ts)| {
                         let (lm, lp) = stat(ts, |t| t.load_ms);
                         let (pm, pp) = stat(ts, |t| t.lcp_ms);
+                        let (fm, _) = stat(ts, |t| t.fcp_ms);
+                        let (rm, _) = stat(ts, |t| t.response_ms);
+                        let images = ts.iter().filter(|t| t.lcp_image).count();
                         (
                             c.to_string(),
                             serde_json::json!({"load_median_ms": lm, "load_p90_ms": lp,
-                                               "lcp_median_ms": pm, "lcp_p90_ms": pp}),
+                                               "lcp_median_ms": pm, "lcp_p90_ms": pp,
+                                               "fcp_median_ms": fm, "response_median_ms": rm,
+                                               "lcp_image_loads": images, "loads": ts.len()}),
                         )
                     })
                     .collect();
@@ -217,7 +222,10 @@ fn report(a: &Args, results: &[(String, [Vec<Timing>; 3])]) -> anyhow::Result<()
         "{:<22} {:>22} {:>22} {:>22}",
         "page (load | LCP, ms)", CONFIGS[0], CONFIGS[1], CONFIGS[2]
     );
-    let mut sums = [[0.0f64; 2]; 3];
+    // Per configuration: load, LCP, FCP, HTML first byte (sums of the pages' medians), and how
+    // many loads' LCP element was an image.
+    let mut sums = [[0.0f64; 4]; 3];
+    let mut images = [(0usize, 0usize); 3];
     for (page, per) in results {
         let mut cells = Vec::new();
         for (c, ts) in per.iter().enumerate() {
@@ -225,6 +233,10 @@ fn report(a: &Args, results: &[(String, [Vec<Timing>; 3])]) -> anyhow::Result<()
             let (pm, _) = stat(ts, |t| t.lcp_ms);
             sums[c][0] += lm;
             sums[c][1] += pm;
+            sums[c][2] += stat(ts, |t| t.fcp_ms).0;
+            sums[c][3] += stat(ts, |t| t.response_ms).0;
+            images[c].0 += ts.iter().filter(|t| t.lcp_image).count();
+            images[c].1 += ts.len();
             cells.push(format!("{lm:.0} (p90 {lp:.0}) | {pm:.0}"));
         }
         println!(
@@ -243,6 +255,22 @@ fn report(a: &Args, results: &[(String, [Vec<Timing>; 3])]) -> anyhow::Result<()
         mean(0, 1),
         mean(1, 1),
         mean(2, 1)
+    );
+    println!(
+        "first contentful paint: {:.0}, {:.0}, {:.0} ms; the HTML's first byte: {:.0}, {:.0}, \
+         {:.0} ms; LCP element an image in {}/{}, {}/{}, {}/{} loads",
+        mean(0, 2),
+        mean(1, 2),
+        mean(2, 2),
+        mean(0, 3),
+        mean(1, 3),
+        mean(2, 3),
+        images[0].0,
+        images[0].1,
+        images[1].0,
+        images[1].1,
+        images[2].0,
+        images[2].1
     );
     println!(
         "learned vs oracle (load): {:+.1}%; no hints − learned: {:.0} ms = {:.1} RTT",
