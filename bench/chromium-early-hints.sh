@@ -38,7 +38,14 @@ UA="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Headl
 echo "learned set for / (as headless Chromium entering the site):"
 target/release/pushwise --db "$WORK/p.db" plan --page / --user-agent "$UA"
 
+# A certificate Chromium trusts by its key: it never reuses a response that came with a certificate
+# error, so under --ignore-certificate-errors every preloaded asset would be fetched again.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 2 \
+  -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" >/dev/null 2>&1
+SPKI=$(openssl x509 -pubkey -noout -in "$WORK/cert.pem" | openssl pkey -pubin -outform der \
+  | openssl dgst -sha256 -binary | base64)
 target/release/pushwise --db "$WORK/p.db" serve --upstream "http://127.0.0.1:$APP_PORT" --listen 127.0.0.1:0 \
+  --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" \
   --holdout 0 --analyze-every 0 --batch-interval-ms 20 >"$WORK/pw.out" 2>"$WORK/pw.err" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$WORK/pw.out" 2>/dev/null && break; sleep 0.05; done
@@ -46,7 +53,7 @@ PORT=$(grep -o '[0-9]*$' "$WORK/pw.out")
 sleep 0.5
 
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-  --disable-component-update --disable-sync --user-data-dir="$WORK/profile" --ignore-certificate-errors \
+  --disable-component-update --disable-sync --user-data-dir="$WORK/profile" --ignore-certificate-errors-spki-list="$SPKI" \
   --enable-logging=stderr --v=0 --log-net-log="$WORK/netlog.json" --virtual-time-budget=5000 \
   --dump-dom "https://localhost:$PORT/" >"$WORK/dom.html" 2>"$WORK/chromium.log" || true
 sleep 0.5
@@ -74,7 +81,11 @@ for p in hinted:
     t = fetched.get(p)
     print(f"  {p}: {'not requested' if t is None else f'{t} ms'}")
 print(f"'preloaded but not used' warnings in Chromium's log: {unused}")
-ok = hinted and len(early) == len(hinted) and not unused
+counts = dict(db.execute(
+    "SELECT path, COUNT(*) FROM events WHERE source IS NULL AND push = 0 AND is_page = 0 GROUP BY path"))
+again = [p for p in hinted if counts.get(p, 0) > 1]
+print(f"hinted assets requested again once the page asked for them (preload not reused): {again or 'none'}")
+ok = hinted and len(early) == len(hinted) and not unused and not again
 print("PASS: Chromium used the Early Hints preloads" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY

@@ -99,7 +99,7 @@ fn headless_chromium_fetches_hinted_assets_before_the_page_arrives() {
 
 #[test]
 fn learned_early_hints_load_a_page_whose_assets_css_discovers_faster_than_no_hints() {
-    use pushwise_bench::browser::{SlowSite, load, median_p90};
+    use pushwise_bench::browser::{SlowSite, TestCert, load, median_p90};
     use pushwise_bench::proxy::DelayProxy;
     use pushwise_bench::site::SiteMap;
 
@@ -141,9 +141,18 @@ fn learned_early_hints_load_a_page_whose_assets_css_discovers_faster_than_no_hin
 
     let app = SlowSite::start(site(), Duration::from_millis(200)).unwrap();
     let up = format!("http://127.0.0.1:{}", app.port);
+    // A certificate Chromium trusts by its key: under --ignore-certificate-errors it would not
+    // reuse what the hints preloaded (see `TestCert`).
+    let cert = TestCert::generate().unwrap();
+    let cert_dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = cert.write(cert_dir.path()).unwrap();
     let common = [
         "--upstream",
         &up,
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
         "--no-record",
         "--holdout",
         "0",
@@ -185,7 +194,7 @@ fn learned_early_hints_load_a_page_whose_assets_css_discovers_faster_than_no_hin
             (p_hints.addr.port(), &mut t_hints),
         ] {
             let url = format!("https://localhost:{port}/");
-            let t = load("chromium", &app, &url, Duration::from_secs(30))
+            let t = load("chromium", &app, &url, &cert, Duration::from_secs(30))
                 .expect("Chromium loads the page (installed by .ci/run)");
             out.push(t.load_ms);
         }

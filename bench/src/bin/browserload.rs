@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use pushwise_bench::browser::{SlowSite, Timing, load, median_p90};
+use pushwise_bench::browser::{SlowSite, TestCert, Timing, load, median_p90};
 use pushwise_bench::proxy::DelayProxy;
 use pushwise_bench::site::SiteMap;
 use pushwise_bench::synth::{SynthConfig, combined_line, generate};
@@ -57,7 +57,13 @@ impl Drop for Pushwise {
     }
 }
 
-fn serve(bin: &Path, db: &Path, upstream: u16, extra: &[&str]) -> anyhow::Result<Pushwise> {
+fn serve(
+    bin: &Path,
+    db: &Path,
+    upstream: u16,
+    tls: &(PathBuf, PathBuf),
+    extra: &[&str],
+) -> anyhow::Result<Pushwise> {
     let mut child = Command::new(bin)
         .arg("--db")
         .arg(db)
@@ -68,6 +74,10 @@ fn serve(bin: &Path, db: &Path, upstream: u16, extra: &[&str]) -> anyhow::Result
         ])
         .args(["--listen", "127.0.0.1:0", "--no-record", "--holdout", "0"])
         .args(["--analyze-every", "0"])
+        .arg("--tls-cert")
+        .arg(&tls.0)
+        .arg("--tls-key")
+        .arg(&tls.1)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -141,10 +151,30 @@ async fn main() -> anyhow::Result<()> {
         std::fs::canonicalize(&a.site)?,
         Duration::from_millis(a.think_ms),
     )?;
+    let cert = TestCert::generate()?;
+    let tls = cert.write(&work)?;
     let servers = [
-        serve(&a.pushwise, &learned, app.port, &["--push-mode", "off"])?,
-        serve(&a.pushwise, &learned, app.port, &["--push-mode", "hints"])?,
-        serve(&a.pushwise, &oracle, app.port, &["--push-mode", "hints"])?,
+        serve(
+            &a.pushwise,
+            &learned,
+            app.port,
+            &tls,
+            &["--push-mode", "off"],
+        )?,
+        serve(
+            &a.pushwise,
+            &learned,
+            app.port,
+            &tls,
+            &["--push-mode", "hints"],
+        )?,
+        serve(
+            &a.pushwise,
+            &oracle,
+            app.port,
+            &tls,
+            &["--push-mode", "hints"],
+        )?,
     ];
     let rtt = Duration::from_millis(a.rtt_ms);
     let mut proxies = Vec::new();
@@ -164,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
                 let url = format!("https://localhost:{port}{}", p.path);
                 let (chromium, app) = (a.chromium.clone(), &app);
                 let t = tokio::task::block_in_place(|| {
-                    load(&chromium, app, &url, Duration::from_secs(30))
+                    load(&chromium, app, &url, &cert, Duration::from_secs(30))
                 })?;
                 per[c].push(t);
                 done += 1;
