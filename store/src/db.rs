@@ -8,7 +8,7 @@
 //! writer) in `identity` and `writer`.
 
 mod compact;
-pub(crate) mod gen_doc;
+mod gen_doc;
 mod identity;
 mod learn;
 mod pg;
@@ -29,10 +29,11 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
 use crate::rows::{
-    EncodedGeneration, EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration,
-    PageStat, PinAction, PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
+    EventRow, Generation, MaxBytes, MaxCount, MinSupport, NewGeneration, PageStat, PinAction,
+    PinRow, Probability, SetRow, ThresholdRow, ThresholdUpdate,
 };
 use compact::{BUMP_EPOCH, EPOCH_KEY, StringIds, add_strings, insert_chunks};
+pub use gen_doc::EncodedGeneration;
 pub use identity::APPLICATION_ID;
 pub use learn::{AssetCount, Counts, Dictionary, Fold, LearnState, ViewCount};
 pub use pg::{AnalyzerLock, GenerationNotices};

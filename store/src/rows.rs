@@ -275,30 +275,6 @@ pub struct NewGeneration {
     pub assets: Vec<SetRow>,
 }
 
-impl NewGeneration {
-    /// The generation in the form it is stored in: encoding is CPU work a caller may want to do
-    /// off the async workers, or while something else is written.
-    pub fn encode(&self) -> Result<EncodedGeneration, crate::Error> {
-        Ok(EncodedGeneration {
-            created_ms: self.created_ms,
-            events: self.events,
-            views: self.views,
-            duration_ms: self.duration_ms,
-            pages: crate::db::gen_doc::encode(&self.pages, &self.assets)?,
-        })
-    }
-}
-
-/// A [`NewGeneration`] encoded for [`crate::Store::write_encoded_generation`].
-#[derive(Debug, Clone)]
-pub struct EncodedGeneration {
-    pub created_ms: i64,
-    pub events: i64,
-    pub views: i64,
-    pub duration_ms: i64,
-    pub(crate) pages: Vec<crate::db::gen_doc::PageDoc>,
-}
-
 /// A value outside the range a setting accepts.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{what} must be {range}, got {got}")]

@@ -8,11 +8,35 @@ use std::collections::BTreeMap;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::rows::{AsType, PageStat, Reason, SetRow};
+use crate::rows::{AsType, NewGeneration, PageStat, Reason, SetRow};
+
+impl NewGeneration {
+    /// The generation in the form it is stored in: encoding is CPU work a caller may want to do
+    /// off the async workers, or while something else is written.
+    pub fn encode(&self) -> Result<EncodedGeneration, Error> {
+        Ok(EncodedGeneration {
+            created_ms: self.created_ms,
+            events: self.events,
+            views: self.views,
+            duration_ms: self.duration_ms,
+            pages: encode(&self.pages, &self.assets)?,
+        })
+    }
+}
+
+/// A [`NewGeneration`] encoded for [`crate::Store::write_encoded_generation`].
+#[derive(Debug, Clone)]
+pub struct EncodedGeneration {
+    pub created_ms: i64,
+    pub events: i64,
+    pub views: i64,
+    pub duration_ms: i64,
+    pub(super) pages: Vec<PageDoc>,
+}
 
 /// One page's row, ready to insert.
 #[derive(Debug, Clone)]
-pub(crate) struct PageDoc {
+pub(super) struct PageDoc {
     pub page: String,
     pub in_set: i64,
     pub stats: String,
@@ -36,7 +60,7 @@ type CandidateOut<'a> = (
 type CandidateIn = (String, String, f64, i64, i64, i64, String, u8, i64, String);
 
 /// Groups a generation's stats and candidates by page, in page order.
-pub(crate) fn encode<'a>(
+pub(super) fn encode<'a>(
     stats: &'a [PageStat],
     candidates: &'a [SetRow],
 ) -> Result<Vec<PageDoc>, Error> {
