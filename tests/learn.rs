@@ -756,3 +756,29 @@ fn a_command_leaves_every_change_in_the_main_file_and_backup_copies_a_live_datab
     assert!(text(&o).contains("never overwrites"), "{}", text(&o));
     assert_eq!(std::fs::read(&dest).unwrap(), before);
 }
+
+#[test]
+fn a_pass_that_selects_the_same_sets_writes_no_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let log = write_log(dir.path(), 300, 5);
+    pushwise(
+        &db,
+        &["import", "--host", "example.com", log.to_str().unwrap()],
+    );
+    let first = pushwise_json(&db, &["analyze", "--once", "--json"]);
+    assert_eq!(first["generation_written"], true, "{first}");
+    // Nothing new: the same sets, so the newest generation stays the one servers hold.
+    let idle = pushwise_json(&db, &["analyze", "--once", "--json"]);
+    assert_eq!(idle["generation_written"], false, "{idle}");
+    assert_eq!(idle["generation"], first["generation"], "{idle}");
+    // A setting that changes the sets does give a new generation.
+    pushwise(&db, &["threshold", "set", "0.99"]);
+    let changed = pushwise_json(&db, &["analyze", "--once", "--json"]);
+    assert_eq!(changed["generation_written"], true, "{changed}");
+    assert_eq!(
+        changed["generation"].as_i64(),
+        first["generation"].as_i64().map(|g| g + 1),
+        "{changed}"
+    );
+}

@@ -40,6 +40,9 @@ pub struct PassReport {
     pub assets_in_sets: usize,
     /// The highest event id read.
     pub watermark: i64,
+    /// False when the sets equal the newest generation's: then none is written and `generation`
+    /// is that one.
+    pub generation_written: bool,
     pub duration_ms: u64,
 }
 
@@ -289,7 +292,8 @@ async fn select_and_write(
     (report.pages, report.pages_with_sets, report.assets_in_sets) =
         (sums.pages, sums.pages_with_sets, sums.assets_in_sets);
     generation.duration_ms = started.elapsed().as_millis() as i64;
-    report.generation = store.write_encoded_generation(&generation).await?;
+    (report.generation, report.generation_written) =
+        store.write_generation_if_changed(&generation).await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::debug!(
         selected_and_folded_ms,

@@ -145,8 +145,15 @@ fn prior_of(c: &[Candidate], floor: f64) -> Prior {
 /// its pages' estimates.
 fn section_estimates(views: &Views, est: &Estimates) -> HashMap<(String, Context), PageEstimate> {
     let mut out: HashMap<(String, Context), PageEstimate> = HashMap::new();
-    for (&(page, context), pe) in est {
-        let path = &views.paths[page as usize];
+    // In page order, not the map's (random) order: floating-point sums depend on their order,
+    // and the same counts must give the same generation, bit for bit (a pass whose sets equal the
+    // newest generation's writes none).
+    let mut pages: Vec<(&str, Context, &PageEstimate)> = est
+        .iter()
+        .map(|(&(page, context), pe)| (views.paths[page as usize].as_str(), context, pe))
+        .collect();
+    pages.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+    for (path, context, pe) in pages {
         if !(context.is_page_wide() || context.is_browser()) || !path.starts_with('/') {
             continue;
         }

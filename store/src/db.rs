@@ -671,18 +671,51 @@ impl Store {
 
     /// [`Store::write_generation`] of a generation encoded beforehand.
     pub async fn write_encoded_generation(&self, g: &EncodedGeneration) -> Result<i64, Error> {
+        Ok(self.write_generation_unless_same(g, false).await?.0)
+    }
+
+    /// Writes `g` unless its pages are those of the newest generation, and returns the id of the
+    /// generation that holds them and whether it is new. An analyzer pass on an idle site selects
+    /// the same sets as the last one: writing them again would cost a whole generation's write,
+    /// and a reload by every server, every pass.
+    pub async fn write_generation_if_changed(
+        &self,
+        g: &EncodedGeneration,
+    ) -> Result<(i64, bool), Error> {
+        self.write_generation_unless_same(g, true).await
+    }
+
+    async fn write_generation_unless_same(
+        &self,
+        g: &EncodedGeneration,
+        skip_same: bool,
+    ) -> Result<(i64, bool), Error> {
         let pages = &g.pages;
         on_pool!(self, p => {
         let mut tx = p.begin().await?;
+        if skip_same {
+            let newest: Option<(i64, Option<String>)> = sqlx::query_as(
+                "SELECT id, digest FROM generations ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id, Some(d))) = newest
+                && d == g.digest
+            {
+                tx.commit().await?;
+                return Ok((id, false));
+            }
+        }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO generations (created_ms, events, views, pages, duration_ms) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO generations (created_ms, events, views, pages, duration_ms, digest) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(g.created_ms)
         .bind(g.events)
         .bind(g.views)
         .bind(pages.len() as i64)
         .bind(g.duration_ms)
+        .bind(&g.digest)
         .fetch_one(&mut *tx)
         .await?;
         for chunk in pages.chunks(INSERT_CHUNK) {
@@ -714,7 +747,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(id)
+        Ok((id, true))
         })
     }
 
@@ -926,6 +959,61 @@ pub(super) mod tests {
             source: line.map(|_| 42),
             source_line: line,
         }
+    }
+
+    /// A generation of one page whose page-wide set is `/a.css` at probability `p`.
+    fn one_page_generation(p: f64) -> NewGeneration {
+        use crate::rows::{AsType, Reason};
+        NewGeneration {
+            created_ms: 1,
+            pages: vec![PageStat {
+                page: "/".into(),
+                context: Context::PageWide,
+                views: 10,
+                weighted: 10.0,
+                uses_own: true,
+            }],
+            assets: vec![SetRow {
+                page: "/".into(),
+                context: Context::PageWide,
+                asset: "/a.css".into(),
+                probability: p,
+                support: 10,
+                delay_ms: 5,
+                bytes: 100,
+                as_type: AsType::of("/a.css"),
+                in_set: true,
+                position: 0,
+                reason: Reason::Ok,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_generation_equal_to_the_newest_is_not_written_again_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let g = one_page_generation(0.9).encode().unwrap();
+        assert_eq!(s.write_generation_if_changed(&g).await.unwrap(), (1, true));
+        // Other counters (events read, duration) do not make it different: only its pages do.
+        let mut same = one_page_generation(0.9);
+        same.events = 7;
+        same.duration_ms = 3;
+        let same = same.encode().unwrap();
+        assert_eq!(
+            s.write_generation_if_changed(&same).await.unwrap(),
+            (1, false)
+        );
+        assert_eq!(s.latest_generation().await.unwrap(), Some(1));
+        let other = one_page_generation(0.8).encode().unwrap();
+        assert_eq!(
+            s.write_generation_if_changed(&other).await.unwrap(),
+            (2, true)
+        );
+        // The unconditional write (the demo's, the tests') always writes.
+        assert_eq!(s.write_encoded_generation(&other).await.unwrap(), 3);
+        s.close().await;
     }
 
     #[tokio::test]

@@ -19,8 +19,31 @@ impl NewGeneration {
             events: self.events,
             views: self.views,
             duration_ms: self.duration_ms,
+            digest: String::new(),
             pages: encode(&self.pages, &self.assets)?,
-        })
+        }
+        .with_digest())
+    }
+}
+
+impl EncodedGeneration {
+    /// Sets `digest` to the SHA-256 of the pages as stored: equal digests, equal sets.
+    fn with_digest(mut self) -> EncodedGeneration {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for p in &self.pages {
+            for part in [
+                p.page.as_bytes(),
+                p.stats.as_bytes(),
+                p.candidates.as_bytes(),
+            ] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            h.update(p.in_set.to_le_bytes());
+        }
+        self.digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self
     }
 }
 
@@ -31,6 +54,8 @@ pub struct EncodedGeneration {
     pub events: i64,
     pub views: i64,
     pub duration_ms: i64,
+    /// Identifies the pages' content (see [`crate::Store::write_generation_if_changed`]).
+    pub digest: String,
     pub(super) pages: Vec<PageDoc>,
 }
 
