@@ -691,21 +691,24 @@ impl Store {
         skip_same: bool,
     ) -> Result<(i64, bool), Error> {
         let pages = &g.pages;
-        on_pool!(self, p => {
-        let mut tx = p.begin().await?;
         if skip_same {
-            let newest: Option<(i64, Option<String>)> = sqlx::query_as(
+            // Read before the write transaction, not in it: on SQLite a transaction that reads
+            // first and then writes fails at once (SQLITE_BUSY_SNAPSHOT) if the recorder commits
+            // in between, where one that writes first waits its turn. Nothing else writes a
+            // generation meanwhile: the caller holds the analyzer lock.
+            let newest: Option<(i64, Option<String>)> = on_pool!(self, p => sqlx::query_as(
                 "SELECT id, digest FROM generations ORDER BY id DESC LIMIT 1",
             )
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_optional(p)
+            .await)?;
             if let Some((id, Some(d))) = newest
                 && d == g.digest
             {
-                tx.commit().await?;
                 return Ok((id, false));
             }
         }
+        on_pool!(self, p => {
+        let mut tx = p.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO generations (created_ms, events, views, pages, duration_ms, digest) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
