@@ -135,62 +135,56 @@ impl Fold {
                 a.unknown_w *= self.rescale;
             }
         }
-        let at: HashMap<(&str, Context), usize> = stored
-            .views
-            .iter()
-            .enumerate()
-            .map(|(i, v)| ((v.page.as_str(), v.context), i))
-            .collect();
-        let (mut updates, mut added) = (Vec::new(), Vec::new());
-        for v in &self.views {
-            match at.get(&(v.page.as_str(), v.context)) {
-                Some(&i) => updates.push((i, v)),
-                None => added.push(v.clone()),
+        let at = positions(&stored.views, &self.views, |v| (v.page.as_str(), v.context));
+        for (v, i) in self.views.iter().zip(at) {
+            match i {
+                Some(i) => {
+                    let s = &mut stored.views[i];
+                    s.views += v.views;
+                    s.weighted += v.weighted;
+                }
+                None => stored.views.push(v.clone()),
             }
         }
-        drop(at);
-        for (i, v) in updates {
-            let s = &mut stored.views[i];
-            s.views += v.views;
-            s.weighted += v.weighted;
-        }
-        stored.views.extend(added);
-        let at: HashMap<(&str, Context, &str), usize> = stored
-            .assets
-            .iter()
-            .enumerate()
-            .map(|(i, a)| ((a.page.as_str(), a.context, a.asset.as_str()), i))
-            .collect();
-        let (mut updates, mut added) = (Vec::new(), Vec::new());
-        for a in &self.assets {
-            match at.get(&(a.page.as_str(), a.context, a.asset.as_str())) {
-                Some(&i) => updates.push((i, a)),
-                None => added.push(a.clone()),
+        let at = positions(&stored.assets, &self.assets, |a| {
+            (a.page.as_str(), a.context, a.asset.as_str())
+        });
+        for (a, i) in self.assets.iter().zip(at) {
+            match i {
+                Some(i) => {
+                    let s = &mut stored.assets[i];
+                    s.hit_n += a.hit_n;
+                    s.hit_w += a.hit_w;
+                    s.unknown_n += a.unknown_n;
+                    s.unknown_w += a.unknown_w;
+                    s.delay_ln_sum += a.delay_ln_sum;
+                }
+                None => stored.assets.push(a.clone()),
             }
         }
-        drop(at);
-        for (i, a) in updates {
-            let s = &mut stored.assets[i];
-            s.hit_n += a.hit_n;
-            s.hit_w += a.hit_w;
-            s.unknown_n += a.unknown_n;
-            s.unknown_w += a.unknown_w;
-            s.delay_ln_sum += a.delay_ln_sum;
-        }
-        stored.assets.extend(added);
-        let at: HashMap<String, usize> = stored
-            .info
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.clone(), i))
-            .collect();
-        for (path, a) in &self.info {
-            match at.get(path) {
-                Some(&i) => stored.info[i].1.merge(a),
-                None => stored.info.push((path.clone(), a.clone())),
+        let at = positions(&stored.info, &self.info, |(path, _)| path.as_str());
+        for (row, i) in self.info.iter().zip(at) {
+            match i {
+                Some(i) => stored.info[i].1.merge(&row.1),
+                None => stored.info.push(row.clone()),
             }
         }
     }
+}
+
+/// For each of `rows`, the index of the stored row with the same key, if any (a fold's rows have
+/// distinct keys, so rows appended meanwhile never match a later one).
+fn positions<'a, T, K: std::hash::Hash + Eq>(
+    stored: &'a [T],
+    rows: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<Option<usize>> {
+    let at: HashMap<K, usize> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (key(s), i))
+        .collect();
+    rows.iter().map(|r| at.get(&key(r)).copied()).collect()
 }
 
 /// An `event_log` row as [`Store::read_events`] reads it: id, ts_ms, client, conn_id, path,
