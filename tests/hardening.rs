@@ -801,7 +801,8 @@ fn shutdown_closes_requests_still_in_flight_after_the_grace_period_and_keeps_rec
             seen.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(60));
         }
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n".to_vec()
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n"
+            .to_vec()
     });
     let dir = tempfile::tempdir().unwrap();
     let tls = TestTls::new(dir.path());
@@ -1150,7 +1151,8 @@ fn a_stream_waiting_on_a_slow_upstream_does_not_hold_back_the_other_streams_of_i
         if head.starts_with("GET /slow") {
             std::thread::sleep(Duration::from_secs(3));
         }
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n".to_vec()
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n"
+            .to_vec()
     });
     let dir = tempfile::tempdir().unwrap();
     let tls = TestTls::new(dir.path());

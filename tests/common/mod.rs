@@ -375,6 +375,10 @@ pub fn serve_site(extra: &[&str]) -> Server {
 /// A test HTTP/1.1 application on `127.0.0.1:0`: for each connection (on its own thread) the
 /// request head goes to `respond`, whose bytes are written back before the connection closes.
 /// Returns the port.
+///
+/// One request per connection, so `respond` must say `Connection: close`: a response that does
+/// not invites pushwise's upstream pool to reuse the connection, and a request sent on it just as
+/// it closes fails (502), which made a test flaky.
 pub fn http1_app(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> u16 {
     use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
