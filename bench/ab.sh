@@ -27,7 +27,7 @@ start() { # name bin
   grep -o '[0-9]*$' "$WORK/$1.out"
 }
 OLD_PORT=$(start old "$OLD"); NEW_PORT=$(start new "$NEW"); sleep 0.5
-run() { h2load -D "$SECS" -c 50 -m 10 -t 2 "$1" 2>/dev/null | awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}'; }
+run() { h2load_rps "$1" -D "$SECS" -c 50 -m 10 -t 2; }
 declare -A R
 for r in $(seq "$ROUNDS"); do
   for path in page-10k.html asset-1k.css; do

@@ -69,7 +69,7 @@ sleep 0.5
 
 run_h2load() { # url → req/s
   # A browser's User-Agent: pushwise pushes and hints to browsers only (nginx ignores it).
-  h2load -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 -H "user-agent: $BROWSER_UA" "$1" 2>/dev/null | awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}'
+  h2load_rps "$1" -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 -H "user-agent: $BROWSER_UA"
 }
 best() { sort -g | tail -1; }
 

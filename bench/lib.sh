@@ -2,13 +2,38 @@
 # HTTP/2, tuned for a fair comparison (keepalive_requests high: h2load does not reconnect).
 # Source it after `cd` to the repository root.
 
+# h2load_rps URL [h2load options...]: runs h2load on URL and prints its req/s; fails (exit 1, with
+# the status counts on stderr) when any response was 4xx or 5xx or none was 2xx, so an error page
+# served fast is never reported as throughput. 3xx are let through: h2load counts a 103 Early
+# Hints response there (one per connection on the hints path).
+h2load_rps() {
+  local url=$1; shift
+  local out
+  out=$(h2load "$@" "$url" 2>/dev/null) || true
+  local codes
+  codes=$(awk '/^status codes:/ {print $3, $5, $7, $9}' <<<"$out")
+  read -r ok s3 s4 s5 <<<"${codes:-0 0 0 0}"
+  if [ "${ok:-0}" = 0 ] || [ "$s4" != 0 ] || [ "$s5" != 0 ]; then
+    echo "h2load $url: error responses (2xx $ok, 3xx $s3, 4xx $s4, 5xx $s5)" >&2
+    return 1
+  fi
+  awk '/^finished in/ {for(i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}' <<<"$out"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_nginx WORK ROOT CERT KEY PORT: writes WORK/nginx/nginx.conf and starts nginx in the
-# background (a job of the calling shell).
+# background (a job of the calling shell). Started as root, nginx's workers run as an
+# unprivileged user, which must be able to read the files: without it every request is a 403
+# (ab.sh measured those as nginx's throughput until 2026-12-04; h2o's start made them readable
+# in h2load.sh).
 start_nginx() {
   local work=$1 root=$2 cert=$3 key=$4 port=$5
   mkdir -p "$work/nginx/logs"
+  if [ "$(id -u)" = 0 ]; then
+    chmod -R a+rX "$root"
+    chmod a+x "$work"
+  fi
   cat > "$work/nginx/nginx.conf" <<NGX
 worker_processes $(nproc);
 pid $work/nginx/nginx.pid;

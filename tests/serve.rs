@@ -188,6 +188,52 @@ fn nghttp_fetches_a_page_and_all_its_linked_assets() {
     }
 }
 
+#[test]
+fn connections_are_served_whatever_the_number_of_workers_and_with_none() {
+    for workers in ["0", "1", "3"] {
+        let mut s = Server::start(&[
+            "--root",
+            site().to_str().unwrap(),
+            "--no-record",
+            "--workers",
+            workers,
+        ]);
+        // Twelve connections at once, four streams each: spread over the workers in turn.
+        let o = run(
+            "h2load",
+            &["-n", "480", "-c", "12", "-m", "4", &s.url("/css/site.css")],
+        );
+        let t = text(&o);
+        assert!(
+            t.contains("480 succeeded") && t.contains("status codes: 480 2xx"),
+            "--workers {workers}: {t}"
+        );
+        assert_eq!(
+            http_status(&s.url("/"), &["--http1.1"]),
+            "200",
+            "--workers {workers}"
+        );
+        assert_eq!(s.stop(), 0, "--workers {workers}");
+    }
+}
+
+#[test]
+fn more_workers_than_the_limit_are_refused_before_serving() {
+    let o = run(
+        bin(),
+        &[
+            "serve",
+            "--root",
+            site().to_str().unwrap(),
+            "--workers",
+            "1025",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--workers") && err.contains("1024"), "{err}");
+}
+
 /// A tiny HTTP/1.1 application on a thread: echoes the request line and some headers.
 fn start_app() -> (u16, std::thread::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

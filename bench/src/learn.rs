@@ -54,6 +54,22 @@ pub struct LearnResult {
     /// How many newer views each back-off level decided.
     pub levels: BTreeMap<String, usize>,
     pub by_section: BTreeMap<String, SectionScore>,
+    /// The newer browser views by how many browser views their page had in the older part.
+    pub by_seen: Vec<SeenScore>,
+}
+
+/// How often a page was seen while learning: never, once, 2–4 times, ...
+pub const SEEN_BUCKETS: [(usize, usize); 6] =
+    [(0, 0), (1, 1), (2, 4), (5, 19), (20, 99), (100, usize::MAX)];
+
+/// The scores on the newer browser views of pages seen a number of times in the older part.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeenScore {
+    pub older_views: (usize, usize),
+    pub newer_browser_views: usize,
+    pub pushwise: Score,
+    pub per_page_oracle: Score,
+    pub plain_cooccurrence: Score,
 }
 
 fn pushwise(bin: &Path, db: &Path, args: &[&str]) -> anyhow::Result<String> {
@@ -141,9 +157,30 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     let older: Vec<&ViewTruth> = truth.iter().filter(|v| v.ts_ms < split).collect();
     let plain_table = cooccurrence(older.iter().copied());
     let plain = best_threshold(&plain_table, &newer);
-    let oracle = per_page_oracle(&plain_table, &newer);
+    let (oracle, oracle_sets) = per_page_oracle(&plain_table, &newer);
     let memo_table = cooccurrence(newer.views.iter().copied());
     let (memo, memo_sets) = best_threshold_sets(&memo_table, &newer);
+    let plain_sets = best_threshold_sets(&plain_table, &newer).1;
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for v in older.iter().filter(|v| v.browser) {
+        *seen.entry(v.page.as_str()).or_default() += 1;
+    }
+    let by_seen = SEEN_BUCKETS
+        .iter()
+        .map(|&(lo, hi)| {
+            let only = |v: &ViewTruth| {
+                let n = seen.get(v.page.as_str()).copied().unwrap_or(0);
+                v.browser && (lo..=hi).contains(&n)
+            };
+            SeenScore {
+                older_views: (lo, hi),
+                newer_browser_views: newer.views.iter().filter(|v| only(v)).count(),
+                pushwise: newer.score_where(&sets, only),
+                per_page_oracle: newer.score_where(&oracle_sets, only),
+                plain_cooccurrence: newer.score_where(&plain_sets, only),
+            }
+        })
+        .collect();
     let mut by_section = BTreeMap::new();
     for v in &newer.views {
         let name = section_of(&v.page);
@@ -179,5 +216,6 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
         },
         levels,
         by_section,
+        by_seen,
     })
 }

@@ -186,8 +186,11 @@ pub fn best_threshold_sets<'t>(
 /// The per-page oracle: plain co-occurrence learned on the older part, with each page's threshold
 /// chosen on the newer part itself (hindsight per page). Chosen by coordinate ascent on the total
 /// F1 = 2·TP / (pushed + needed), which is exact per page because TP and pushed add up over pages
-/// and needed does not depend on the sets.
-pub fn per_page_oracle(table: &HashMap<String, Vec<(String, f64)>>, newer: &Newer) -> Score {
+/// and needed does not depend on the sets. Returns its score and the set it gives each newer view.
+pub fn per_page_oracle(
+    table: &HashMap<String, Vec<(String, f64)>>,
+    newer: &Newer,
+) -> (Score, Vec<Vec<String>>) {
     // Per page and threshold: (true positives, pushed) over the newer views of that page.
     let mut by_page: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
     let mut needed = 0u64;
@@ -238,7 +241,31 @@ pub fn per_page_oracle(table: &HashMap<String, Vec<(String, f64)>>, newer: &Newe
             pushed = base_pushed + options[best].1;
         }
     }
-    Score::from_counts(tp, pushed, needed, newer.views.len())
+    let sets = newer
+        .views
+        .iter()
+        .map(|v| {
+            let Some(list) = table.get(&v.page) else {
+                return Vec::new();
+            };
+            let i = pick
+                .get(v.page.as_str())
+                .copied()
+                .unwrap_or(THRESHOLDS.len());
+            match THRESHOLDS.get(i) {
+                Some(&t) => list
+                    .iter()
+                    .filter(|(_, p)| *p >= t)
+                    .map(|(a, _)| a.clone())
+                    .collect(),
+                None => Vec::new(),
+            }
+        })
+        .collect();
+    (
+        Score::from_counts(tp, pushed, needed, newer.views.len()),
+        sets,
+    )
 }
 
 #[cfg(test)]
@@ -274,5 +301,30 @@ mod tests {
         // A wasted push halves precision.
         let s = newer.score(&[vec!["/y.png", "/z.js"], vec!["/x.css", "/y.png"]]);
         assert_eq!(s.precision, 0.75);
+    }
+
+    #[test]
+    fn the_oracles_sets_score_what_the_oracle_reports() {
+        let truth = vec![
+            view(0, "a", "/p", &["/x.css", "/p.png"]),
+            view(1, "b", "/p", &[]),
+            view(2, "c", "/q", &["/x.css"]),
+            view(10, "d", "/p", &["/x.css", "/p.png"]),
+            view(11, "e", "/p", &[]),
+            view(12, "f", "/q", &[]),
+            view(13, "g", "/q", &[]),
+            view(14, "h", "/q", &[]),
+        ];
+        let older: Vec<&ViewTruth> = truth.iter().filter(|v| v.ts_ms < 5).collect();
+        let newer = Newer::new(&truth, 5);
+        let (score, sets) = per_page_oracle(&cooccurrence(older), &newer);
+        let again = newer.score(&sets);
+        assert_eq!(
+            (score.precision, score.recall),
+            (again.precision, again.recall)
+        );
+        // /q's newer views fetched nothing: the oracle pushes nothing there; /p's get both assets.
+        assert!(sets[2..].iter().all(Vec::is_empty), "{sets:?}");
+        assert_eq!(score.recall, 1.0);
     }
 }

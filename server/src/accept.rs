@@ -14,19 +14,26 @@ use tokio_util::task::TaskTracker;
 use crate::conn::ConnState;
 use crate::metrics::{Limit, Metrics};
 use crate::shared::Shared;
+use crate::workers::Workers;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets in-flight streams
-/// finish (up to the configured grace period) and returns.
+/// finish (up to the configured grace period) and returns. Each connection is served on the next
+/// of `workers` in turn, or on this runtime without them.
 ///
 /// The caller owns what outlives connections (the recorder's writer): drain it after this returns.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    workers: Option<&Workers>,
     shutdown: impl Future<Output = ()>,
 ) {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let acceptor = TlsAcceptor::from(Arc::clone(&shared.tls));
+    tracing::debug!(
+        workers = workers.map_or(0, Workers::len),
+        "accepting connections"
+    );
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -52,10 +59,29 @@ pub(crate) async fn accept_loop(
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
         let t2 = tracker.clone();
-        tracker.spawn(async move {
-            connection(shared, acceptor, tcp, peer, cancel, t2).await;
+        let Some(workers) = workers else {
+            tracker.spawn(async move {
+                connection(shared, acceptor, tcp, peer, cancel, t2).await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The socket is registered with this runtime's reactor: it moves to the worker's as a
+        // plain socket and is registered there (inside the worker, where its reactor is).
+        let tcp = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a connection to a worker");
+                continue;
+            }
+        };
+        workers.spawn(tracker.track_future(async move {
+            match TcpStream::from_std(tcp) {
+                Ok(tcp) => connection(shared, acceptor, tcp, peer, cancel, t2).await,
+                Err(e) => tracing::warn!(error = %e, "a worker could not take a connection"),
+            }
             drop(permit);
-        });
+        }));
     }
     drop(listener);
     tracing::info!(

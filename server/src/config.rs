@@ -122,6 +122,9 @@ pub struct Config {
     pub send_timeout: Duration,
     /// Open connections (TLS or not yet) at most; more are closed as soon as accepted.
     pub max_connections: std::num::NonZeroUsize,
+    /// Threads that serve connections, each with a single-threaded runtime of its own (see
+    /// `workers`); 0 serves them on the caller's runtime instead.
+    pub workers: usize,
     /// Streams being handled at once across all connections; more are refused (REFUSED_STREAM).
     pub max_streams: std::num::NonZeroUsize,
     /// Streams a client may reset before the server has handled them, per connection, before it
@@ -135,6 +138,11 @@ pub struct Config {
     /// Views of one page from one network (/24, /64) learned from per window
     /// ([`pushwise_store::prefix_cap::WINDOW_MS`]); more are recorded as over the cap. 0: no cap.
     pub prefix_cap: u32,
+}
+
+/// One worker per core the process may use (1 if that cannot be told).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for Config {
@@ -158,6 +166,7 @@ impl Default for Config {
             request_body_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(30),
             max_connections: std::num::NonZeroUsize::new(4096).expect("not zero"),
+            workers: default_workers(),
             max_streams: std::num::NonZeroUsize::new(8192).expect("not zero"),
             max_pending_resets: 20,
             access_log: false,

@@ -30,6 +30,7 @@ mod request_body;
 mod server;
 mod shared;
 pub mod tls;
+mod workers;
 
 pub use config::{Config, CookieName, InvalidSetting, PushMode, Settings, Share};
 pub use error::Error;

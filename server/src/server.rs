@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::recorder::{Recorder, RecorderTask};
 use crate::shared::Shared;
+use crate::workers::Workers;
 
 /// A configured server, ready to [`run`](Server::run).
 pub struct Server {
@@ -28,6 +29,8 @@ pub struct Server {
     reload_every: Duration,
     retention: Option<Duration>,
     metrics_listener: Option<TcpListener>,
+    /// The threads that serve connections (`None`: the caller's runtime serves them).
+    workers: Option<Workers>,
     /// The salt in use when the server started and how often it rotates (`None`: never, or a
     /// database this process may not write).
     rotation: Option<(SaltState, Duration)>,
@@ -49,7 +52,8 @@ pub async fn run(
 
 impl Server {
     /// Loads the newest push sets, starts the recorder (unless settings say not to record) and
-    /// prepares what connections share. Fails only when the recorder's thread cannot start.
+    /// prepares what connections share and the worker threads that will serve connections.
+    /// Fails only when a thread (the recorder's, a worker) cannot start.
     pub async fn new(settings: Settings, store: Store) -> Result<Server, Error> {
         let salt = client_salt(&store).await?;
         let keys = Arc::new(ClientKeys::new(salt.salt, settings.attribution_window));
@@ -79,6 +83,10 @@ impl Server {
         };
         let mut config = settings.config;
         config.access_log = access_log.is_some();
+        let workers = match std::num::NonZeroUsize::new(config.workers) {
+            Some(n) => Some(Workers::start(n)?),
+            None => None,
+        };
         let shared = Arc::new(Shared::new(
             config,
             settings.origin,
@@ -98,6 +106,7 @@ impl Server {
             reload_every: settings.reload_every,
             retention: settings.retention,
             metrics_listener: settings.metrics_listener,
+            workers,
             rotation,
         })
     }
@@ -117,7 +126,17 @@ impl Server {
     ) -> Result<(), Error> {
         let bg = CancellationToken::new();
         let tasks = self.spawn_background(&bg);
-        accept_loop(listener, Arc::clone(&self.shared), shutdown).await;
+        let workers = self.workers.take();
+        accept_loop(
+            listener,
+            Arc::clone(&self.shared),
+            workers.as_ref(),
+            shutdown,
+        )
+        .await;
+        if let Some(w) = workers {
+            w.stop().await;
+        }
         bg.cancel();
         for t in tasks {
             let _ = t.await;

@@ -49,6 +49,9 @@ fn config(a: &ServeArgs) -> anyhow::Result<Config> {
         shutdown_grace: a.shutdown_grace,
         access_log: a.access_log.is_some(),
         max_connections: a.limits.max_connections,
+        workers: a
+            .workers
+            .map_or_else(pushwise_server::config::default_workers, |n| n as usize),
         max_streams: a.limits.max_streams,
         max_request_body: a.limits.max_request_body,
         request_body_timeout: a.limits.request_body_timeout,

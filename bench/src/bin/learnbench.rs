@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pushwise_bench::learn::{LearnResult, run};
+use pushwise_bench::learn::{LearnResult, SEEN_BUCKETS, SeenScore, run};
 use pushwise_bench::score::Score;
 use pushwise_bench::shaped::ShapedConfig;
 
@@ -102,6 +102,31 @@ fn main() -> anyhow::Result<()> {
         let mean = vals.iter().sum::<f64>() / vals.len() as f64;
         let cells: String = vals.iter().map(|v| format!(" {v:.3} |")).collect();
         println!("| {name} |{cells} {mean:.3} |");
+    }
+    println!();
+    // Where the references win: the oracle's per-page threshold is chosen on the scored views,
+    // which on a page seen once or twice is hindsight about those few views themselves.
+    println!(
+        "| F1 on browser views of pages seen N times while learning (mean over seeds) | newer views | pushwise | per-page oracle | plain |"
+    );
+    println!("|---|---|---|---|---|");
+    for (i, &(lo, hi)) in SEEN_BUCKETS.iter().enumerate() {
+        let n = results.len() as f64;
+        let mean = |g: fn(&SeenScore) -> f64| {
+            results.iter().map(|(_, r)| g(&r.by_seen[i])).sum::<f64>() / n
+        };
+        let label = match (lo, hi) {
+            (a, b) if a == b => format!("{a}"),
+            (a, usize::MAX) => format!("{a}+"),
+            (a, b) => format!("{a}-{b}"),
+        };
+        println!(
+            "| {label} | {:.0} | {:.3} | {:.3} | {:.3} |",
+            mean(|s| s.newer_browser_views as f64),
+            mean(|s| s.pushwise.f1),
+            mean(|s| s.per_page_oracle.f1),
+            mean(|s| s.plain_cooccurrence.f1)
+        );
     }
     println!();
     for (seed, r) in &results {
