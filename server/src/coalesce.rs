@@ -62,8 +62,10 @@ pub(crate) struct Coalesce<IO> {
     turns: Turns,
     /// The turn in which a flush was answered without writing: a flush in a later turn writes.
     deferred_in: Option<u64>,
-    /// What the last written buffer grew to: the next one starts there, so a connection whose
-    /// turns gather 40 KB does not copy its buffer twice every turn while doubling up to it.
+    /// What the last written buffer held: the next one starts at that size, so a connection whose
+    /// turns gather 40 KB does not copy its buffer twice every turn while doubling up to it
+    /// (`perf`: 1.4% of the server's CPU on the 10 KB page), and one whose turns shrink starts
+    /// small again.
     last_capacity: usize,
 }
 

@@ -3,10 +3,12 @@
 //!
 //! Why: a connection's work is one task (its streams run on it, see `h2conn`), so nothing is
 //! gained by moving it between threads, and tokio's work-stealing scheduler pays for the option:
-//! each wake of a task may unpark another worker through a futex, and `perf` under h2load put
-//! ~10% of the server's CPU in the kernel's task switching and wake-up paths. A worker that owns
-//! its connections wakes only itself. Measured with `bench/ab.sh`-style runs on 2 cores:
-//! +4–5% requests per second on both the 10 KB page and the 1 KB asset (BENCHMARKS.md).
+//! a woken task may run on another core than the one its data is hot on, and an idle worker is
+//! unparked to go looking for work. A worker that owns its connections only ever wakes itself.
+//! Measured on 2 cores, alternating binaries under h2load: +4–5% requests per second on both the
+//! 10 KB page and the 1 KB asset (BENCHMARKS.md). The kernel's switch and wake-up paths stayed
+//! ~10% of the profile: that is the workers sleeping in `epoll_wait` between the client's bursts
+//! (h2load shares the two cores), which no scheduler of ours removes.
 //!
 //! The accept loop stays on the main runtime and hands each accepted socket to the next worker in
 //! turn. What lives longer than a connection (the recorder, reloads, the metrics listener, the
