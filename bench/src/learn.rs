@@ -11,9 +11,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::score::{
-    Newer, Score, best_threshold, best_threshold_sets, cooccurrence, per_page_oracle, split_ms,
-};
+use crate::score::{Newer, Score, best_threshold_sets, cooccurrence, per_page_oracle, split_ms};
 use pushwise_store::context::section_of;
 
 use crate::shaped::{ShapedConfig, ViewTruth, generate};
@@ -156,11 +154,10 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     // The references: with hindsight on the threshold (globally, then per page).
     let older: Vec<&ViewTruth> = truth.iter().filter(|v| v.ts_ms < split).collect();
     let plain_table = cooccurrence(older.iter().copied());
-    let plain = best_threshold(&plain_table, &newer);
+    let (plain, plain_sets) = best_threshold_sets(&plain_table, &newer);
     let (oracle, oracle_sets) = per_page_oracle(&plain_table, &newer);
     let memo_table = cooccurrence(newer.views.iter().copied());
     let (memo, memo_sets) = best_threshold_sets(&memo_table, &newer);
-    let plain_sets = best_threshold_sets(&plain_table, &newer).1;
     let mut seen: std::collections::HashMap<&str, usize> = Default::default();
     for v in older.iter().filter(|v| v.browser) {
         *seen.entry(v.page.as_str()).or_default() += 1;

@@ -145,12 +145,8 @@ pub const THRESHOLDS: [f64; 19] = [
 ];
 
 /// A co-occurrence table scored on the newer views at its best threshold (chosen on those same
-/// views: hindsight, so the reference is as strong as it can be).
-pub fn best_threshold(table: &HashMap<String, Vec<(String, f64)>>, newer: &Newer) -> Score {
-    best_threshold_sets(table, newer).0
-}
-
-/// [`best_threshold`] with the sets it chose for each newer view.
+/// views: hindsight, so the reference is as strong as it can be), with the set it gives each
+/// newer view.
 pub fn best_threshold_sets<'t>(
     table: &'t HashMap<String, Vec<(String, f64)>>,
     newer: &Newer,
