@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use pushwise_analyzer::LearnParams;
 use pushwise_server::{CookieName, Share};
+use pushwise_store::quiet::QuietAfter;
 use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability};
 
 /// pushwise: an HTTP/2 server that learns from its own access logs which assets to push.
@@ -560,7 +561,7 @@ pub enum ObjectiveArg {
 pub enum ThresholdCmd {
     /// Set the probability threshold (0..1), globally or for one page.
     #[command(
-        after_long_help = "Examples:\n  pushwise threshold set 0.4 --min-support 10\n  pushwise threshold set 0.8 --page /slides/"
+        after_long_help = "Examples:\n  pushwise threshold set 0.4 --min-support 10\n  pushwise threshold set 0.8 --page /slides/\n  pushwise threshold set 0.3 --quiet-after 1"
     )]
     Set {
         /// The least P(asset | page) an asset needs to be pushed, between 0 and 1.
@@ -578,6 +579,11 @@ pub enum ThresholdCmd {
         /// Also set the most bytes one push set may hold, by typical response size (default 524288).
         #[arg(long)]
         max_bytes: Option<MaxBytes>,
+        /// Also set the quiet-client rule (global only): a browser offered a set on N page views
+        /// that took none of it gets no push or hints until it takes one (it expires after a day
+        /// idle). 0 turns it off (the default). Servers apply it from their next reload.
+        #[arg(long, value_name = "N", conflicts_with = "page")]
+        quiet_after: Option<QuietAfter>,
     },
     /// Show the thresholds in force.
     #[command(
@@ -648,8 +654,10 @@ pub struct PlanArgs {
     #[arg(long = "host")]
     pub hosts: Vec<String>,
     /// Read JSON lines {"page", "user_agent", "referer"} from FILE (- for stdin); write one
-    /// {"push": [...], "context": ..., "level": ...} per line (level: context, page-wide,
-    /// section-context, section, not-browser or none).
+    /// {"push": [...], "context": ..., "level": ..., "quiet": ...} per line (level: context,
+    /// page-wide, section-context, section, not-browser or none). Lines may also name a "client"
+    /// (any string) and what the view then "fetched" (a list of paths): the quiet-client rule
+    /// (`threshold set --quiet-after`) is replayed over them in order, as the server applies it.
     #[arg(long, conflicts_with = "page")]
     pub batch: Option<PathBuf>,
     /// Print JSON instead of text.

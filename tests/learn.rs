@@ -782,3 +782,109 @@ fn a_pass_that_selects_the_same_sets_writes_no_new_generation() {
         "{changed}"
     );
 }
+
+#[test]
+fn tune_recommends_holding_back_clients_that_took_nothing_and_plan_replays_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("q.db");
+    let log = dir.path().join("q.log");
+    let mut f = std::fs::File::create(&log).unwrap();
+    let ua = pushwise_bench::synth::BROWSER_UAS[0];
+    let mut t = 0;
+    // 400 visitors, three pages each; every third one fetches nothing (a blocker, a warm cache).
+    for v in 0..400 {
+        let ip = format!("10.2.{}.{}", v / 200, v % 200);
+        let mut referer = "-".to_string();
+        for k in 0..3 {
+            let n = (v + k) % 10;
+            let page = format!("/p{n}.html");
+            writeln!(f, "{}", line(&ip, t, &page, &referer, ua)).unwrap();
+            let r = format!("https://example.com{page}");
+            if v % 3 != 0 {
+                writeln!(f, "{}", line(&ip, t + 1, &format!("/img/p{n}.png"), &r, ua)).unwrap();
+            }
+            referer = r;
+            t += 20;
+        }
+    }
+    drop(f);
+    pushwise(
+        &db,
+        &["import", log.to_str().unwrap(), "--host", "example.com"],
+    );
+    let tune = pushwise_json(&db, &["tune", "--apply", "--json"]);
+    let rec = &tune["recommended"];
+    assert!(rec["quiet_after"].as_u64().unwrap() >= 1, "{rec}");
+    // The rule is what lifts the score: the same setting without it scores lower.
+    let off = tune["grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["quiet_after"] == 0
+                && ["threshold", "min_support", "max_count", "max_bytes"]
+                    .iter()
+                    .all(|k| p[k] == rec[k])
+        })
+        .expect("the grid tries the recommendation without the rule");
+    assert!(
+        rec["f1"].as_f64().unwrap() >= off["f1"].as_f64().unwrap() + 0.05,
+        "{rec} vs {off}"
+    );
+    // `tune --apply` stored it, and `threshold show` says so.
+    let shown = pushwise_json(&db, &["threshold", "show", "--json"]);
+    assert_eq!(shown["settings"][0]["quiet_after"], rec["quiet_after"]);
+    // `plan --batch` replays the rule over the lines that name a client.
+    pushwise(
+        &db,
+        &[
+            "threshold",
+            "set",
+            "0.3",
+            "--min-support",
+            "1",
+            "--quiet-after",
+            "1",
+        ],
+    );
+    pushwise(&db, &["analyze", "--once"]);
+    let req = dir.path().join("req.jsonl");
+    let l = |client: &str, page: &str, fetched: &[&str]| {
+        serde_json::json!({"page": page, "user_agent": ua, "client": client, "fetched": fetched})
+            .to_string()
+    };
+    std::fs::write(
+        &req,
+        [
+            l("quiet", "/p1.html", &[]),
+            l("busy", "/p1.html", &["/img/p1.png"]),
+            l("quiet", "/p2.html", &[]),
+            l("busy", "/p2.html", &[]),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = pushwise(&db, &["plan", "--batch", req.to_str().unwrap(), "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        lines[0]["push"],
+        serde_json::json!(["/img/p1.png"]),
+        "{out}"
+    );
+    assert_eq!(lines[2]["quiet"], true, "{out}");
+    assert_eq!(lines[2]["push"], serde_json::json!([]), "{out}");
+    assert_eq!(lines[3]["quiet"], false, "{out}");
+    assert_eq!(
+        lines[3]["push"],
+        serde_json::json!(["/img/p2.png"]),
+        "{out}"
+    );
+    // Without the rule, the same lines are all answered.
+    pushwise(&db, &["threshold", "set", "0.3", "--quiet-after", "0"]);
+    let out = pushwise(&db, &["plan", "--batch", req.to_str().unwrap(), "--json"]);
+    assert!(!out.contains("\"quiet\":true"), "{out}");
+}

@@ -426,3 +426,53 @@ fn a_navigation_to_an_answered_page_without_a_set_gets_its_sections_set_and_a_mi
     let out = nghttp(&["-H", html, &s.url("/about.html")]);
     assert!(promised_paths(&out).is_empty(), "{out}");
 }
+
+#[test]
+fn a_browser_that_took_nothing_it_was_hinted_gets_nothing_next_time_and_one_that_took_some_keeps_its_hints()
+ {
+    let (dir, db) = temp_db();
+    prepare_sets(&db, &[("/", &HOME_SET)]);
+    pushwise(&db, &["threshold", "set", "0.5", "--quiet-after", "1"]);
+    let root = site();
+    let s = Server::start_with_db(
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--analyze-every",
+            "0",
+            "--holdout",
+            "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        dir,
+        db,
+    );
+    let view = |ua: &str| {
+        let h = format!("user-agent: {BROWSER_UA} {ua}");
+        early_hint_links(&nghttp(&["--no-push", "-H", &h, &s.url("/")])).len()
+    };
+    // A client hinted the set that fetches none of it (a blocker, a warm cache, a disguised
+    // bot): its next view gets no hints.
+    assert_eq!(view("quiet/1"), HOME_SET.len());
+    assert_eq!(view("quiet/1"), 0);
+    assert_eq!(view("quiet/1"), 0);
+    // A client that fetches one hinted asset keeps getting the set.
+    assert_eq!(view("busy/1"), HOME_SET.len());
+    let h = format!("user-agent: {BROWSER_UA} busy/1");
+    assert!(nghttp(&["-H", &h, &s.url("/css/site.css")]).contains(":status: 200"));
+    assert_eq!(view("busy/1"), HOME_SET.len());
+    assert_eq!(view("busy/1"), HOME_SET.len());
+    let m = s.metrics();
+    assert_eq!(metric_value(&m, "pushwise_quiet_views_total "), 2.0, "{m}");
+}
+
+#[test]
+fn the_quiet_client_rule_is_off_by_default() {
+    let s = server_with_home_set(&[]);
+    let h = format!("user-agent: {BROWSER_UA} quiet/2");
+    for _ in 0..3 {
+        let out = nghttp(&["--no-push", "-H", &h, &s.url("/")]);
+        assert_eq!(early_hint_links(&out).len(), HOME_SET.len(), "{out}");
+    }
+}

@@ -25,6 +25,9 @@ pub struct View {
     pub needed: Vec<(u32, i64)>,
     /// Assets pushed, hinted or skipped-as-cached on this view: their need is unknown here.
     pub unknown: Vec<u32>,
+    /// The client took an asset whose need is unknown here: it asked for one it was hinted, or
+    /// accepted a push (for the quiet-client rule, [`pushwise_store::quiet`]).
+    pub took_unknown: bool,
 }
 
 /// Page views with interned paths.
@@ -137,6 +140,10 @@ fn attribute_ids(
         v.unknown.sort_unstable();
         v.unknown.dedup();
         let unknown = &v.unknown;
+        v.took_unknown |= v
+            .needed
+            .iter()
+            .any(|(a, _)| unknown.binary_search(a).is_ok());
         v.needed.sort_unstable();
         v.needed.dedup_by_key(|(a, _)| *a);
         v.needed.retain(|(a, _)| unknown.binary_search(a).is_err());
@@ -195,6 +202,7 @@ impl Client<'_> {
                 over_cap: e.over_cap,
                 needed: Vec::new(),
                 unknown: Vec::new(),
+                took_unknown: false,
             });
             self.by_page.entry(self.ids[i]).or_default().push(vi);
             self.by_conn.entry(e.conn_id).or_default().push(vi);
@@ -264,7 +272,10 @@ impl Client<'_> {
                     view.needed.push((asset, delay));
                 }
             }
-            _ => view.unknown.push(asset),
+            mark => {
+                view.took_unknown |= mark == PushMark::Pushed;
+                view.unknown.push(asset);
+            }
         }
         self.attributed.entry(asset).or_default().push((e.ts_ms, v));
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use pushwise_store::Store;
+use pushwise_store::quiet::QuietAfter;
 use pushwise_store::rows::{PinAction, ThresholdRow};
 
 use crate::error::Error;
@@ -51,6 +52,9 @@ pub struct SelectParams {
     pub pins: HashMap<String, Vec<(String, PinAction)>>,
     /// How many average views of its own an estimate's prior (the level above it) is worth.
     pub prior_views: f64,
+    /// Clients held back after this many quiet views (not a selection rule: the server applies
+    /// it per client; here so `tune` can score and recommend it with the rest).
+    pub quiet_after: QuietAfter,
 }
 
 /// The weight of the level above in each estimate, in views. Measured on the shaped traffic
@@ -77,6 +81,7 @@ impl Default for SelectParams {
             overrides: HashMap::new(),
             pins: HashMap::new(),
             prior_views: PRIOR_VIEWS,
+            quiet_after: QuietAfter::OFF,
         }
     }
 }
@@ -92,6 +97,11 @@ impl SelectParams {
                 p.min_support = l.min_support;
                 p.max_count = l.max_count;
                 p.max_bytes = l.max_bytes;
+                if let Some(q) = t.quiet_after {
+                    p.quiet_after = QuietAfter::new(q).map_err(|e| {
+                        Error::invalid(format!("the stored quiet-client setting: {e}"))
+                    })?;
+                }
             } else {
                 p.overrides.insert(t.page.clone(), t);
             }

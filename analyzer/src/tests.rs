@@ -199,6 +199,7 @@ fn thresholds_support_and_overrides_decide_membership() {
             min_support: None,
             max_count: None,
             max_bytes: None,
+            quiet_after: None,
         },
     );
     let rows = learn_select(&e, &sp);

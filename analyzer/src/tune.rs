@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use pushwise_store::quiet::{Activity, QuietAfter};
 use pushwise_store::rows::{PageStat, SetRow};
 use pushwise_store::{PushSets, Store};
 
@@ -28,6 +29,8 @@ pub const MIN_SUPPORTS: [i64; 8] = [1, 2, 3, 5, 10, 20, 30, 50];
 pub const MAX_COUNTS: [usize; 6] = [2, 4, 8, 16, 32, 64];
 /// The byte caps tried (around the best threshold and support).
 pub const MAX_BYTES: [i64; 5] = [64 << 10, 256 << 10, 512 << 10, 2 << 20, 8 << 20];
+/// The quiet-client settings tried (with the caps): off, after one quiet view, after two.
+pub const QUIET_AFTER: [u16; 3] = [0, 1, 2];
 
 /// How the recommendation is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,6 +62,8 @@ pub struct TunePoint {
     pub min_support: i64,
     pub max_count: usize,
     pub max_bytes: i64,
+    /// Clients held back after this many quiet views (0: never).
+    pub quiet_after: u16,
     /// Pushed assets that the view then needed.
     pub precision: f64,
     /// Needed assets that were pushed.
@@ -86,7 +91,8 @@ pub struct TuneReport {
 }
 
 /// What the score counts, for the report.
-pub const SCORING: &str = "each newer page view gets the set the server would push (same back-off, nothing for crawlers); \
+pub const SCORING: &str = "each newer page view gets the set the server would push (same back-off, nothing for crawlers, \
+nothing for a client the quiet-client rule holds back after its earlier views); \
 an asset the same client fetched in an earlier view is in its cache digest, so it is neither pushed nor needed";
 
 /// The default number of newest events `tune` replays (memory stays bounded by it).
@@ -161,8 +167,8 @@ pub(crate) async fn attribute_window(
 /// The replay itself, on views already attributed (separate so tests can call it directly).
 ///
 /// The grid is searched by coordinates: every (threshold, min support) at the operator's caps,
-/// then every (count cap, byte cap) at the best of those, then every (threshold, min support)
-/// again at the best caps. Every point tried is in the report.
+/// then every (count cap, byte cap, quiet-client setting) at the best of those, then every
+/// (threshold, min support) again at the best caps. Every point tried is in the report.
 pub fn tune_views(
     views: &Views,
     lp: &LearnParams,
@@ -186,15 +192,17 @@ pub fn tune_views(
             let (stats, rows) = select(views, &est, &sp);
             grid.push(replay.score(&sp, stats, rows));
         };
-        let with = |t: f64, ms: i64, mc: usize, mb: i64| SelectParams {
+        let with = |t: f64, ms: i64, (mc, mb, q): (usize, i64, QuietAfter)| SelectParams {
             threshold: t,
             min_support: ms,
             max_count: mc,
             max_bytes: mb,
+            quiet_after: q,
             overrides: HashMap::new(),
             ..base.clone()
         };
-        let mut best = (base.max_count, base.max_bytes);
+        let first = (base.max_count, base.max_bytes, base.quiet_after);
+        let mut best = first;
         for round in 0..3 {
             let from = grid.len();
             if round == 1 {
@@ -202,22 +210,26 @@ pub fn tune_views(
                 let (t, ms) = r.map_or((base.threshold, base.min_support), |r| {
                     (r.threshold, r.min_support)
                 });
-                for &mc in &MAX_COUNTS {
-                    for &mb in &MAX_BYTES {
-                        try_point(with(t, ms, mc, mb), &mut grid);
+                for &q in &QUIET_AFTER {
+                    let q = QuietAfter::new(i64::from(q)).unwrap_or(QuietAfter::OFF);
+                    for &mc in &MAX_COUNTS {
+                        for &mb in &MAX_BYTES {
+                            try_point(with(t, ms, (mc, mb, q)), &mut grid);
+                        }
                     }
                 }
                 if let Some(r) = recommend(&grid[from..], objective) {
-                    best = (r.max_count, r.max_bytes);
+                    let q = QuietAfter::new(i64::from(r.quiet_after)).unwrap_or(QuietAfter::OFF);
+                    best = (r.max_count, r.max_bytes, q);
                 }
                 continue;
             }
-            if round == 2 && best == (base.max_count, base.max_bytes) {
+            if round == 2 && best == first {
                 break; // the first round already tried these caps
             }
             for &ms in &MIN_SUPPORTS {
                 for &t in &THRESHOLDS {
-                    try_point(with(t, ms, best.0, best.1), &mut grid);
+                    try_point(with(t, ms, best), &mut grid);
                 }
             }
         }
@@ -238,8 +250,7 @@ pub fn tune_views(
 }
 
 /// One newer page view as the score sees it.
-struct TestView<'a> {
-    view: &'a View,
+struct TestView {
     /// What it needed that the client did not already have.
     need: HashSet<u32>,
     /// What the client fetched in earlier views: in its cache digest, so never pushed.
@@ -250,7 +261,10 @@ struct TestView<'a> {
 struct Replay<'a> {
     views: &'a Views,
     ids: HashMap<&'a str, u32>,
-    test: Vec<TestView<'a>>,
+    test: Vec<TestView>,
+    /// Every view, older ones too, by client and time: whether it starts a client, and its index
+    /// in `test` if it is scored (the quiet-client rule replays each client's history).
+    steps: Vec<(&'a View, bool, Option<usize>)>,
 }
 
 impl<'a> Replay<'a> {
@@ -263,10 +277,12 @@ impl<'a> Replay<'a> {
             .collect();
         let mut order: Vec<&View> = views.views.iter().collect();
         order.sort_by_key(|v| (v.client, v.ts_ms));
-        let mut test = Vec::new();
+        let (mut test, mut steps) = (Vec::new(), Vec::new());
         for client in order.chunk_by(|a, b| a.client == b.client) {
             let mut have: HashSet<u32> = HashSet::new();
-            for v in client {
+            for (i, v) in client.iter().enumerate() {
+                let scored = (v.ts_ms >= split_ms).then_some(test.len());
+                steps.push((*v, i == 0, scored));
                 if v.ts_ms >= split_ms {
                     let need = v
                         .needed
@@ -275,7 +291,6 @@ impl<'a> Replay<'a> {
                         .filter(|a| !have.contains(a))
                         .collect();
                     test.push(TestView {
-                        view: v,
                         need,
                         have: have.clone(),
                     });
@@ -283,7 +298,12 @@ impl<'a> Replay<'a> {
                 have.extend(v.needed.iter().map(|&(a, _)| a));
             }
         }
-        Replay { views, ids, test }
+        Replay {
+            views,
+            ids,
+            test,
+            steps,
+        }
     }
 
     /// Scores one setting's sets on the newer views, through the server's own [`PushSets`].
@@ -292,10 +312,30 @@ impl<'a> Replay<'a> {
         sets.replace(1, PushSets::plans_from_rows(rows, stats));
         let (mut tp, mut pushed, mut needed, mut wasted_b, mut needed_b) =
             (0u64, 0u64, 0u64, 0f64, 0f64);
-        for t in &self.test {
-            let v = t.view;
-            needed += t.need.len() as u64;
+        let mut activity = Activity::default();
+        for &(v, new_client, scored) in &self.steps {
+            if new_client {
+                activity = Activity::default();
+            }
             let d = sets.decide(&self.views.paths[v.page as usize], v.context);
+            let quiet = activity.quiet(sp.quiet_after);
+            if !d.assets.is_empty() {
+                // The server's rule: the view was offered the set; did the client take any of it?
+                let took = v.took_unknown
+                    || d.assets.iter().any(|a| {
+                        self.ids.get(a.path.as_str()).is_some_and(|&id| {
+                            v.needed.binary_search_by_key(&id, |&(n, _)| n).is_ok()
+                        })
+                    });
+                activity.close_view(took);
+            }
+            let Some(t) = scored.map(|i| &self.test[i]) else {
+                continue;
+            };
+            needed += t.need.len() as u64;
+            if quiet {
+                continue; // held back: nothing pushed or hinted
+            }
             for asset in d.assets.iter() {
                 let Some(&a) = self.ids.get(asset.path.as_str()) else {
                     continue;
@@ -329,6 +369,7 @@ impl<'a> Replay<'a> {
             min_support: sp.min_support,
             max_count: sp.max_count,
             max_bytes: sp.max_bytes,
+            quiet_after: sp.quiet_after.get(),
             precision,
             recall,
             f1: f1(precision, recall),

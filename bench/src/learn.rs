@@ -11,7 +11,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::score::{Newer, Score, best_threshold_sets, cooccurrence, per_page_oracle, split_ms};
+use crate::score::{
+    Newer, Score, best_threshold_quiet, best_threshold_sets, cooccurrence, per_page_oracle,
+    split_ms,
+};
 use pushwise_store::context::section_of;
 
 use crate::shaped::{ShapedConfig, ViewTruth, generate};
@@ -24,6 +27,7 @@ pub struct TuneChoice {
     pub min_support: i64,
     pub max_count: i64,
     pub max_bytes: i64,
+    pub quiet_after: i64,
     pub predicted_f1: f64,
 }
 
@@ -43,6 +47,8 @@ pub struct LearnResult {
     pub older_views: usize,
     pub newer_views: usize,
     pub plain_cooccurrence: Score,
+    /// Plain co-occurrence with the quiet-client rule: what the rule alone gives a plain learner.
+    pub plain_quiet: Score,
     pub per_page_oracle: Score,
     /// Not a learner: per-page co-occurrence counted on the scored views themselves (it memorises
     /// what each page's scored views fetched, but pushes to crawlers like any per-page set).
@@ -117,10 +123,22 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     let newer = Newer::new(&truth, split);
     let requests = work.join("newer.jsonl");
     let mut w = BufWriter::new(std::fs::File::create(&requests)?);
-    for v in &newer.views {
+    // Every view in time order (as `Newer` orders them), older ones too: the server saw them, so
+    // the quiet-client rule knows their clients; only the newer ones' answers are scored.
+    let mut all: Vec<&ViewTruth> = truth.iter().collect();
+    all.sort_by_key(|v| v.ts_ms);
+    for v in &all {
         serde_json::to_writer(
             &mut w,
-            &serde_json::json!({"page": v.page, "user_agent": v.user_agent, "referer": v.referer}),
+            // The client and what the view then fetched: the server sees both (a client's
+            // requests after each page view), and `plan` uses them only for later lines.
+            &serde_json::json!({
+                "page": v.page,
+                "user_agent": v.user_agent,
+                "referer": v.referer,
+                "client": format!("{} {}", v.ip, v.user_agent),
+                "fetched": v.fetched,
+            }),
         )?;
         w.write_all(b"\n")?;
     }
@@ -135,8 +153,11 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     let planned = pushwise(bin, &db, &plan)?;
     let mut sets: Vec<Vec<String>> = Vec::new();
     let mut levels = BTreeMap::<String, usize>::new();
-    for line in planned.as_bytes().lines() {
+    for (line, view) in planned.as_bytes().lines().zip(&all) {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
+        if view.ts_ms < split {
+            continue;
+        }
         sets.push(serde_json::from_value(v["push"].clone())?);
         *levels
             .entry(v["level"].as_str().unwrap_or("?").to_string())
@@ -156,6 +177,7 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
     let plain_table = cooccurrence(older.iter().copied());
     let (plain, plain_sets) = best_threshold_sets(&plain_table, &newer);
     let (oracle, oracle_sets) = per_page_oracle(&plain_table, &newer);
+    let plain_quiet = best_threshold_quiet(&plain_table, &all, &newer, split);
     let memo_table = cooccurrence(newer.views.iter().copied());
     let (memo, memo_sets) = best_threshold_sets(&memo_table, &newer);
     let mut seen: std::collections::HashMap<&str, usize> = Default::default();
@@ -201,6 +223,7 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
         older_views: older.len(),
         newer_views: newer.views.len(),
         plain_cooccurrence: plain,
+        plain_quiet,
         per_page_oracle: oracle,
         memorised_newer: memo,
         pushwise: ours,
@@ -209,6 +232,7 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
             min_support: rec["min_support"].as_i64().unwrap_or(0),
             max_count: rec["max_count"].as_i64().unwrap_or(0),
             max_bytes: rec["max_bytes"].as_i64().unwrap_or(0),
+            quiet_after: rec["quiet_after"].as_i64().unwrap_or(0),
             predicted_f1: rec["f1"].as_f64().unwrap_or(0.0),
         },
         levels,

@@ -179,6 +179,50 @@ pub fn best_threshold_sets<'t>(
     best
 }
 
+/// Plain co-occurrence with the quiet-client rule (a client offered a set once that took none of
+/// it gets nothing after), at its best threshold in hindsight: how much of pushwise's lead the
+/// rule alone gives a plain learner. `all` is every view in time order (the rule replays each
+/// client's history, older views too); the newer ones among them are `newer.views`, in order.
+pub fn best_threshold_quiet(
+    table: &HashMap<String, Vec<(String, f64)>>,
+    all: &[&ViewTruth],
+    newer: &Newer,
+    split_ms: i64,
+) -> Score {
+    use pushwise_store::quiet::{Activity, QuietAfter};
+    let one = QuietAfter::new(1).expect("1 is a valid setting");
+    let mut best = Score::default();
+    for t in THRESHOLDS {
+        let mut clients: HashMap<(&str, &str), Activity> = HashMap::new();
+        let mut sets: Vec<Vec<&str>> = Vec::with_capacity(newer.views.len());
+        for v in all {
+            let set: Vec<&str> = table.get(&v.page).map_or_else(Vec::new, |l| {
+                l.iter()
+                    .filter(|(_, p)| *p >= t)
+                    .map(|(a, _)| a.as_str())
+                    .collect()
+            });
+            let mut quiet = false;
+            if !set.is_empty() {
+                let a = clients.entry((&v.ip, v.user_agent)).or_default();
+                quiet = a.quiet(one);
+                a.close_view(set.iter().any(|x| v.fetched.iter().any(|f| f == x)));
+            }
+            if v.ts_ms >= split_ms {
+                sets.push(if quiet { Vec::new() } else { set });
+            }
+        }
+        let s = newer.score(&sets);
+        if s.f1 > best.f1 {
+            best = Score {
+                threshold: Some(t),
+                ..s
+            };
+        }
+    }
+    best
+}
+
 /// The per-page oracle: plain co-occurrence learned on the older part, with each page's threshold
 /// chosen on the newer part itself (hindsight per page). Chosen by coordinate ascent on the total
 /// F1 = 2·TP / (pushed + needed), which is exact per page because TP and pushed add up over pages

@@ -210,6 +210,10 @@ pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
             log.log(access_log_line(&req, &resp, bytes));
         }
     }
+    // A push the client accepted to its end: it took what it was offered (requests: see `wrap`).
+    if resp.push == PushMark::Pushed && answered(resp.status) {
+        shared.quiet.took(req.client, &req.path);
+    }
     if let Some(rec) = shared.recorder.as_ref().filter(|_| !req.foreign_host) {
         let mut event = Event {
             ts_ms: req.ts_ms,
@@ -326,6 +330,11 @@ impl RecordingBody {
         // Known from the response head on, so the assets a page's body leads to may name it.
         if answered(resp.status) && shared.recorder.is_some() {
             shared.known_paths.insert(&req.path);
+        }
+        // An asset the client asked for: it took what it was offered (known from the head on,
+        // so before the client can make its next request).
+        if !resp.is_page && resp.push == PushMark::Requested && answered(resp.status) {
+            shared.quiet.took(req.client, &req.path);
         }
         RecordingBody::new(body, move |bytes| finish(&shared, req, resp, bytes)).boxed()
     }

@@ -25,6 +25,7 @@ mod known_paths;
 pub mod metrics;
 pub mod origin;
 mod push;
+mod quiet;
 pub mod recorder;
 mod request_body;
 mod server;

@@ -192,6 +192,7 @@ pub struct Metrics {
     pub pushed_bytes: Counter,
     pub early_hints: Counter,
     pub holdout_views: Counter,
+    pub quiet_views: Counter,
     pub digests: Family<DigestLabels, Counter>,
     pub recorder_written: Counter,
     pub recorder_dropped: Counter,
@@ -264,6 +265,12 @@ impl Metrics {
             "holdout_views",
             "Page views served without push or hints on purpose (holdout)",
             holdout_views.clone(),
+        );
+        let quiet_views = Counter::default();
+        r.register(
+            "quiet_views",
+            "Page views held back from push and hints because the client took nothing it was offered before (quiet-client rule)",
+            quiet_views.clone(),
         );
         let digests = Family::<DigestLabels, Counter>::default();
         r.register(
@@ -383,6 +390,7 @@ impl Metrics {
             pushed_bytes,
             early_hints,
             holdout_views,
+            quiet_views,
             digests,
             recorder_written,
             recorder_dropped,

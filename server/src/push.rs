@@ -72,6 +72,16 @@ pub fn plan_view(
     if decision.assets.is_empty() || cfg.push_mode == crate::config::PushMode::Off {
         return plan;
     }
+    // The quiet-client rule: a browser offered a set before that took none of it gets nothing
+    // now. Held-back and holdout views are offers too (the client's own fetches still show).
+    let after = shared.sets.quiet_after();
+    if shared
+        .quiet
+        .view(req.client, &decision.assets, after, req.ts_ms)
+    {
+        shared.metrics.quiet_views.inc();
+        return plan;
+    }
     let holdout = cfg.holdout.get();
     if holdout > 0.0 && fastrand::f64() < holdout {
         plan.holdout = true;

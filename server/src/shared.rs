@@ -24,6 +24,8 @@ pub struct Shared {
     pub prefix_cap: pushwise_store::PrefixCap,
     /// Paths answered successfully: the only same-site Referers recorded as they are.
     pub known_paths: crate::known_paths::KnownPaths,
+    /// Recent browser clients' activity, for the quiet-client rule ([`crate::quiet`]).
+    pub quiet: crate::quiet::QuietClients,
     pub sets: Arc<PushSets>,
     pub metrics: Arc<Metrics>,
     pub tls: Arc<rustls::ServerConfig>,
@@ -59,6 +61,7 @@ impl Shared {
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams.get())),
             prefix_cap: pushwise_store::PrefixCap::new(config.prefix_cap),
             known_paths: Default::default(),
+            quiet: Default::default(),
             config,
             origin,
             recorder,

@@ -5,7 +5,10 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
+use std::collections::HashMap;
+
 use pushwise_store::PushSets;
+use pushwise_store::quiet::Activity;
 use pushwise_store::sets::request_context;
 
 use crate::cli::PlanArgs;
@@ -19,6 +22,14 @@ struct PlanLine {
     user_agent: Option<String>,
     #[serde(default)]
     referer: Option<String>,
+    /// Who made the request (any string: requests with the same one are one client), for the
+    /// quiet-client rule.
+    #[serde(default)]
+    client: Option<String>,
+    /// What this view went on to fetch, for the client's later lines: the server sees a client's
+    /// requests after each page view, so a batch line carries them. Absent: unknown.
+    #[serde(default)]
+    fetched: Option<Vec<String>>,
 }
 
 pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
@@ -70,8 +81,10 @@ pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers one JSON request per input line with `{"push": [...], "context": ..., "level": ...}`:
-/// the set, the request context it was classified into and the back-off level that decided.
+/// Answers one JSON request per input line with `{"push": [...], "context": ..., "level": ...,
+/// "quiet": ...}`: the set, the request context it was classified into, the back-off level that
+/// decided, and whether the quiet-client rule held the client back (lines that name a `client`
+/// and what each view `fetched` replay it, in order).
 ///
 /// Every input line gets exactly one output line, in order (a blank or malformed one gets
 /// `{"error": ..., "line": N}`), so outputs can be zipped with inputs; the command fails at the
@@ -87,6 +100,8 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
     };
     let mut o = std::io::BufWriter::new(out());
     let mut failed = 0u64;
+    let after = sets.quiet_after();
+    let mut clients: HashMap<String, Activity> = HashMap::new();
     for (i, line) in input.split(b'\n').enumerate() {
         let line = line.with_context(|| format!("reading {}", batch.display()))?;
         let parsed = std::str::from_utf8(&line)
@@ -112,12 +127,27 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         };
         let ctx = request_context(l.user_agent.as_deref(), l.referer.as_deref(), hosts);
         let d = sets.decide(&page_arg(&l.page), ctx);
+        // The quiet-client rule, as the server applies it (held back: nothing pushed or hinted).
+        let mut quiet = false;
+        if let Some(c) = l.client.filter(|_| !d.assets.is_empty()) {
+            let a = clients.entry(c).or_default();
+            quiet = a.quiet(after);
+            if let Some(f) = &l.fetched {
+                a.close_view(d.assets.iter().any(|x| f.contains(&x.path)));
+            }
+        }
+        let push: Vec<&String> = if quiet {
+            Vec::new()
+        } else {
+            d.assets.iter().map(|a| &a.path).collect()
+        };
         serde_json::to_writer(
             &mut o,
             &serde_json::json!({
-                "push": d.assets.iter().map(|a| &a.path).collect::<Vec<_>>(),
+                "push": push,
                 "context": d.context,
                 "level": d.source,
+                "quiet": quiet,
             }),
         )?;
         o.write_all(b"\n")?;

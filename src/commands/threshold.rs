@@ -19,6 +19,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
             min_support,
             max_count,
             max_bytes,
+            quiet_after,
         } => {
             let page = page.as_deref().map(page_arg);
             // A setting in a database nothing records into would be lost: refuse a missing one.
@@ -28,17 +29,28 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                 min_support,
                 max_count,
                 max_bytes,
+                quiet_after,
             };
             store.set_threshold(page.as_deref(), u).await?;
             writeln!(
                 out(),
-                "threshold {} {}{}{}{} (used from the next analyzer pass)",
+                "threshold {} {}{}{}{}{} (used from the next analyzer pass{})",
                 value.get(),
                 page.as_deref()
                     .map_or("globally".to_string(), |p| format!("for {p}")),
                 min_support.map_or(String::new(), |m| format!(", minimum support {}", m.get())),
                 max_count.map_or(String::new(), |m| format!(", at most {} assets", m.get())),
                 max_bytes.map_or(String::new(), |m| format!(", at most {} bytes", m.get())),
+                quiet_after.map_or(String::new(), |q| if q.is_off() {
+                    ", quiet-client rule off".to_string()
+                } else {
+                    format!(", clients held back after {} quiet view(s)", q.get())
+                }),
+                if quiet_after.is_some() {
+                    "; the quiet-client rule from the servers' next reload"
+                } else {
+                    ""
+                },
             )?;
         }
         ThresholdCmd::Show { json } => {
@@ -52,6 +64,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                     min_support: i64,
                     max_count: usize,
                     max_bytes: i64,
+                    quiet_after: u16,
                 }
                 #[derive(Serialize)]
                 struct J {
@@ -64,6 +77,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                         min_support: d.min_support,
                         max_count: d.max_count,
                         max_bytes: d.max_bytes,
+                        quiet_after: d.quiet_after.get(),
                     },
                     settings: rows,
                 });
@@ -74,6 +88,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                 "min support",
                 "max assets",
                 "max bytes",
+                "quiet after",
             ]);
             t.add_row(vec![
                 "(built-in default)".into(),
@@ -81,6 +96,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                 d.min_support.to_string(),
                 d.max_count.to_string(),
                 d.max_bytes.to_string(),
+                "0 (off)".into(),
             ]);
             for r in rows {
                 t.add_row(vec![
@@ -93,6 +109,7 @@ pub async fn run(db: &Path, c: ThresholdCmd) -> anyhow::Result<()> {
                     r.min_support.map_or("-".into(), |v| v.to_string()),
                     r.max_count.map_or("-".into(), |v| v.to_string()),
                     r.max_bytes.map_or("-".into(), |v| v.to_string()),
+                    r.quiet_after.map_or("-".into(), |v| v.to_string()),
                 ]);
             }
             writeln!(out(), "{t}")?;

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use pushwise_analyzer::tune::{self, Objective, TunePoint, TuneReport};
 use pushwise_store::Store;
+use pushwise_store::quiet::QuietAfter;
 use pushwise_store::rows::{MaxBytes, MaxCount, MinSupport, Probability, ThresholdUpdate};
 
 use crate::cli::{ObjectiveArg, TuneArgs};
@@ -40,7 +41,7 @@ pub async fn run(db: &Path, a: TuneArgs) -> anyhow::Result<()> {
     print_report(db, &report, &a)
 }
 
-/// Stores a recommendation as the global threshold, minimum support and caps.
+/// Stores a recommendation as the global threshold, minimum support, caps and quiet-client rule.
 pub async fn apply(store: &Store, r: &TunePoint) -> anyhow::Result<()> {
     let u = ThresholdUpdate {
         probability: Some(Probability::new(r.threshold)?),
@@ -49,6 +50,7 @@ pub async fn apply(store: &Store, r: &TunePoint) -> anyhow::Result<()> {
             i64::try_from(r.max_count).unwrap_or(i64::MAX),
         )?),
         max_bytes: Some(MaxBytes::new(r.max_bytes)?),
+        quiet_after: Some(QuietAfter::new(i64::from(r.quiet_after))?),
     };
     store.set_threshold(None, u).await?;
     Ok(())
@@ -79,7 +81,8 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
     let mut seen = std::collections::HashSet::new();
     for p in report.grid.iter().filter(|p| {
         p.min_support == rec.min_support
-            && (p.max_count, p.max_bytes) == (rec.max_count, rec.max_bytes)
+            && (p.max_count, p.max_bytes, p.quiet_after)
+                == (rec.max_count, rec.max_bytes, rec.quiet_after)
             && seen.insert(p.threshold.to_bits())
     }) {
         t.add_row(vec![
@@ -101,18 +104,22 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
     }
     writeln!(
         o,
-        "at minimum support {}, at most {} assets and {} bytes per set:\n{t}",
-        rec.min_support, rec.max_count, rec.max_bytes
+        "at minimum support {}, at most {} assets and {} bytes per set, {}:\n{t}",
+        rec.min_support,
+        rec.max_count,
+        rec.max_bytes,
+        quiet_rule(rec.quiet_after)
     )?;
     writeln!(
         o,
-        "recommended: threshold {:.2}, minimum support {}, at most {} assets and {} bytes per set\n\
+        "recommended: threshold {:.2}, minimum support {}, at most {} assets and {} bytes per set, {}\n\
          held-out score: F1 {:.3} (precision {:.3}, recall {:.3}), {:.0} wasted bytes per view\n\
          scoring: {}\nrule: {}",
         rec.threshold,
         rec.min_support,
         rec.max_count,
         rec.max_bytes,
+        quiet_rule(rec.quiet_after),
         rec.f1,
         rec.precision,
         rec.recall,
@@ -125,16 +132,25 @@ fn print_report(db: &Path, report: &TuneReport, a: &TuneArgs) -> anyhow::Result<
     } else {
         writeln!(
             o,
-            "apply with: {} threshold set {:.2} --min-support {} --max-count {} --max-bytes {}",
+            "apply with: {} threshold set {:.2} --min-support {} --max-count {} --max-bytes {} --quiet-after {}",
             pushwise_db(db),
             rec.threshold,
             rec.min_support,
             rec.max_count,
-            rec.max_bytes
+            rec.max_bytes,
+            rec.quiet_after
         )?;
     }
     if let Some(p) = &a.plot {
         writeln!(o, "chart written to {}", p.display())?;
     }
     Ok(())
+}
+
+/// The quiet-client setting in words.
+fn quiet_rule(after: u16) -> String {
+    match after {
+        0 => "no quiet-client rule".to_string(),
+        n => format!("clients held back after {n} quiet view(s)"),
+    }
 }

@@ -812,9 +812,17 @@ impl Store {
     }
 
     pub async fn thresholds(&self) -> Result<Vec<ThresholdRow>, Error> {
-        type Tuple = (String, Option<f64>, Option<i64>, Option<i64>, Option<i64>);
+        type Tuple = (
+            String,
+            Option<f64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
         let rows: Vec<Tuple> = on_pool!(self, p => sqlx::query_as(
-            "SELECT page, probability, min_support, max_count, max_bytes FROM thresholds \
+            "SELECT page, probability, min_support, max_count, max_bytes, quiet_after \
+             FROM thresholds \
              ORDER BY page",
         )
         .fetch_all(p)
@@ -827,26 +835,44 @@ impl Store {
                 min_support: r.2,
                 max_count: r.3,
                 max_bytes: r.4,
+                quiet_after: r.5,
             })
             .collect())
+    }
+
+    /// The global quiet-client setting ([`crate::quiet`]); off when never set.
+    pub async fn quiet_after(&self) -> Result<crate::quiet::QuietAfter, Error> {
+        let v: Option<Option<i64>> = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT quiet_after FROM thresholds WHERE page = ''",
+        )
+        .fetch_optional(p)
+        .await)?;
+        match v.flatten() {
+            None => Ok(crate::quiet::QuietAfter::OFF),
+            Some(n) => crate::quiet::QuietAfter::new(n)
+                .map_err(|e| Error::corrupt(format!("the stored quiet-client setting: {e}"))),
+        }
     }
 
     /// Changes the settings `u` names, globally (`page` None) or for one page; the others stay.
     pub async fn set_threshold(&self, page: Option<&str>, u: ThresholdUpdate) -> Result<(), Error> {
         on_pool!(self, p => sqlx::query(
-            "INSERT INTO thresholds (page, probability, min_support, max_count, max_bytes) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO thresholds \
+               (page, probability, min_support, max_count, max_bytes, quiet_after) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (page) DO UPDATE SET \
                probability = COALESCE(excluded.probability, thresholds.probability), \
                min_support = COALESCE(excluded.min_support, thresholds.min_support), \
                max_count = COALESCE(excluded.max_count, thresholds.max_count), \
-               max_bytes = COALESCE(excluded.max_bytes, thresholds.max_bytes)",
+               max_bytes = COALESCE(excluded.max_bytes, thresholds.max_bytes), \
+               quiet_after = COALESCE(excluded.quiet_after, thresholds.quiet_after)",
         )
         .bind(page.unwrap_or(""))
         .bind(u.probability.map(Probability::get))
         .bind(u.min_support.map(MinSupport::get))
         .bind(u.max_count.map(MaxCount::get))
         .bind(u.max_bytes.map(MaxBytes::get))
+        .bind(u.quiet_after.map(|q| i64::from(q.get())))
         .execute(p)
         .await.map(|_| ()))?;
         Ok(())

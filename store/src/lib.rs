@@ -13,6 +13,7 @@ pub mod event;
 pub mod location;
 pub mod pg_cluster;
 pub mod prefix_cap;
+pub mod quiet;
 pub mod rows;
 pub mod sets;
 pub mod time;

@@ -284,6 +284,12 @@ pub struct OutOfRange {
     got: String,
 }
 
+impl OutOfRange {
+    pub(crate) fn new(what: &'static str, range: &'static str, got: String) -> OutOfRange {
+        OutOfRange { what, range, got }
+    }
+}
+
 /// A probability threshold, in 0..=1 by construction.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 #[serde(transparent)]
@@ -362,6 +368,8 @@ pub struct ThresholdRow {
     pub min_support: Option<i64>,
     pub max_count: Option<i64>,
     pub max_bytes: Option<i64>,
+    /// Held back after this many quiet views ([`crate::quiet`]); global only.
+    pub quiet_after: Option<i64>,
 }
 
 /// What `threshold set` (or `tune --apply`) changes; `None` leaves a setting as it is.
@@ -371,6 +379,7 @@ pub struct ThresholdUpdate {
     pub min_support: Option<MinSupport>,
     pub max_count: Option<MaxCount>,
     pub max_bytes: Option<MaxBytes>,
+    pub quiet_after: Option<QuietAfter>,
 }
 
 /// The most assets one push set may hold, at least 1 by construction.
@@ -452,6 +461,52 @@ pub struct PinRow {
     pub page: String,
     pub asset: String,
     pub action: PinAction,
+}
+
+/// The most quiet views `quiet_after` may ask for.
+pub const MAX_QUIET_AFTER: u16 = 100;
+
+/// How many quiet views hold a client back ([`crate::quiet`]): 0 = never (the default), N = after N views that were
+/// offered a set and took none of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+#[serde(transparent)]
+pub struct QuietAfter(u16);
+
+impl QuietAfter {
+    pub const OFF: QuietAfter = QuietAfter(0);
+
+    pub fn new(n: i64) -> Result<QuietAfter, OutOfRange> {
+        match u16::try_from(n) {
+            Ok(v) if v <= MAX_QUIET_AFTER => Ok(QuietAfter(v)),
+            _ => Err(OutOfRange::new(
+                "the quiet-client setting",
+                "a whole number from 0 (off) to 100",
+                n.to_string(),
+            )),
+        }
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    pub fn is_off(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::str::FromStr for QuietAfter {
+    type Err = OutOfRange;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let n: i64 = s.trim().parse().map_err(|_| {
+            OutOfRange::new(
+                "the quiet-client setting",
+                "a whole number from 0 (off) to 100",
+                format!("{s:?}"),
+            )
+        })?;
+        QuietAfter::new(n)
+    }
 }
 
 #[cfg(test)]

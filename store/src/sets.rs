@@ -119,6 +119,8 @@ pub fn request_context(
 pub struct PushSets {
     generation: AtomicI64,
     pages: DashMap<String, Arc<PagePlan>>,
+    /// The quiet-client setting in force ([`crate::quiet`]), read with each reload.
+    quiet_after: std::sync::atomic::AtomicU16,
 }
 
 impl PushSets {
@@ -164,8 +166,21 @@ impl PushSets {
             .sum()
     }
 
-    /// Loads the newest generation if it is newer than the one in memory. Returns whether it did.
+    /// Clients are held back after this many quiet views (0: never).
+    pub fn quiet_after(&self) -> crate::quiet::QuietAfter {
+        crate::quiet::QuietAfter::new(i64::from(self.quiet_after.load(Ordering::Relaxed)))
+            .unwrap_or(crate::quiet::QuietAfter::OFF)
+    }
+
+    pub fn set_quiet_after(&self, q: crate::quiet::QuietAfter) {
+        self.quiet_after.store(q.get(), Ordering::Relaxed);
+    }
+
+    /// Loads the newest generation if it is newer than the one in memory, and the quiet-client
+    /// setting (not learned, so not in a generation: it applies from this reload). Returns
+    /// whether it loaded a generation.
     pub async fn reload_if_newer(&self, store: &Store) -> Result<bool, Error> {
+        self.set_quiet_after(store.quiet_after().await?);
         let Some(newest) = store.latest_generation().await? else {
             return Ok(false);
         };

@@ -79,10 +79,14 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{head} mean |\n{rule}---|");
     type Column = fn(&LearnResult) -> f64;
-    let rows: [(&str, Column); 5] = [
+    let rows: [(&str, Column); 6] = [
         (
             "plain per-page co-occurrence, best threshold (hindsight)",
             |r| r.plain_cooccurrence.f1,
+        ),
+        (
+            "the same with pushwise's quiet-client rule (after 1 quiet view), best threshold (hindsight)",
+            |r| r.plain_quiet.f1,
         ),
         (
             "per-page oracle: same counts, each page's threshold chosen on the newer part",
@@ -131,7 +135,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     for (seed, r) in &results {
         println!(
-            "seed {seed}: pushwise P {:.3} R {:.3} (plain P {:.3} R {:.3}); tune chose threshold {}, min support {}, caps {} / {} B; predicted {:.3}, scored {} ({:+.3}); levels {:?}",
+            "seed {seed}: pushwise P {:.3} R {:.3} (plain P {:.3} R {:.3}); tune chose threshold {}, min support {}, caps {} / {} B, quiet after {}; predicted {:.3}, scored {} ({:+.3}); levels {:?}",
             r.pushwise.precision,
             r.pushwise.recall,
             r.plain_cooccurrence.precision,
@@ -140,6 +144,7 @@ fn main() -> anyhow::Result<()> {
             r.tune.min_support,
             r.tune.max_count,
             r.tune.max_bytes,
+            r.tune.quiet_after,
             r.tune.predicted_f1,
             f(&r.pushwise),
             r.pushwise.f1 - r.tune.predicted_f1,

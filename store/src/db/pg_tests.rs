@@ -135,6 +135,7 @@ async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sq
         None,
         crate::rows::ThresholdUpdate {
             probability: Some(Probability::new(0.25).unwrap()),
+            quiet_after: Some(crate::quiet::QuietAfter::new(2).unwrap()),
             ..Default::default()
         },
     )
@@ -152,6 +153,8 @@ async fn postgres_settings_salts_thresholds_pins_and_generations_behave_as_on_sq
     let t = b.thresholds().await.unwrap();
     assert_eq!(t.len(), 2);
     assert_eq!((t[0].page.as_str(), t[0].probability), ("", Some(0.25)));
+    assert_eq!(t[0].quiet_after, Some(2));
+    assert_eq!(b.quiet_after().await.unwrap().get(), 2);
     assert_eq!((t[1].page.as_str(), t[1].min_support), ("/p", Some(3)));
     assert!(b.clear_threshold(Some("/p")).await.unwrap());
     assert!(
