@@ -15,6 +15,11 @@ const HOME_SET: [&str; 6] = [
 ];
 
 fn server_with_home_set(extra: &[&str]) -> Server {
+    server_with_home_set_and(extra, |_| {})
+}
+
+/// [`server_with_home_set`], with `before` run on the database before the server starts.
+fn server_with_home_set_and(extra: &[&str], before: impl FnOnce(&std::path::Path)) -> Server {
     let (dir, db) = temp_db();
     prepare_sets(
         &db,
@@ -26,6 +31,7 @@ fn server_with_home_set(extra: &[&str]) -> Server {
             ),
         ],
     );
+    before(&db);
     let root = site();
     let mut args = vec!["--root", root.to_str().unwrap(), "--analyze-every", "0"];
     if !extra.contains(&"--holdout") {
@@ -430,24 +436,9 @@ fn a_navigation_to_an_answered_page_without_a_set_gets_its_sections_set_and_a_mi
 #[test]
 fn a_browser_that_took_nothing_it_was_hinted_gets_nothing_next_time_and_one_that_took_some_keeps_its_hints()
  {
-    let (dir, db) = temp_db();
-    prepare_sets(&db, &[("/", &HOME_SET)]);
-    pushwise(&db, &["threshold", "set", "0.5", "--quiet-after", "1"]);
-    let root = site();
-    let s = Server::start_with_db(
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--analyze-every",
-            "0",
-            "--holdout",
-            "0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        dir,
-        db,
-    );
+    let s = server_with_home_set_and(&["--metrics-listen", "127.0.0.1:0"], |db| {
+        pushwise(db, &["threshold", "set", "0.5", "--quiet-after", "1"]);
+    });
     let view = |ua: &str| {
         let h = format!("user-agent: {BROWSER_UA} {ua}");
         early_hint_links(&nghttp(&["--no-push", "-H", &h, &s.url("/")])).len()
