@@ -9,7 +9,7 @@
 //! new clients costs one sweep a minute, not one per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use pushwise_store::quiet::{Activity, QuietAfter};
@@ -38,6 +38,9 @@ pub struct QuietClients {
     map: DashMap<i64, Entry, foldhash::fast::RandomState>,
     max: usize,
     last_sweep_ms: AtomicI64,
+    /// Set at the first client remembered: until then (the rule off, the default) an asset
+    /// request costs one relaxed load here, not a map lookup.
+    tracking: AtomicBool,
 }
 
 impl Default for QuietClients {
@@ -53,6 +56,7 @@ impl QuietClients {
             map: DashMap::default(),
             max,
             last_sweep_ms: AtomicI64::new(i64::MIN),
+            tracking: AtomicBool::new(false),
         }
     }
 
@@ -87,6 +91,7 @@ impl QuietClients {
                 return false;
             }
         }
+        self.tracking.store(true, Ordering::Relaxed);
         self.map.insert(
             client,
             Entry {
@@ -101,7 +106,7 @@ impl QuietClients {
     /// `client` asked for `path` (any answered status) or accepted it as a push: if its latest
     /// view was offered `path`, the client took it and is never held back.
     pub fn took(&self, client: i64, path: &str) {
-        if client == 0 {
+        if client == 0 || !self.tracking.load(Ordering::Relaxed) {
             return;
         }
         let offered = self.map.get(&client).is_some_and(|e| {
@@ -209,5 +214,19 @@ mod tests {
         q.view(9_999, &s, ONE(), later);
         assert_eq!(q.len(), 1);
         assert!(q.view(9_999, &s, ONE(), later + 1));
+        // Filled again with idle clients: within a minute of that sweep, no other runs (a flood
+        // costs one sweep a minute); a minute later one does.
+        for c in 10_000..11_000 {
+            q.view(c, &s, ONE(), 0);
+        }
+        assert_eq!(q.len(), 1_000);
+        assert!(!q.view(20_000, &s, ONE(), later + 2));
+        assert_eq!(q.len(), 1_000, "no sweep within the minute");
+        q.view(20_001, &s, ONE(), later + 60_001);
+        assert_eq!(
+            q.len(),
+            2,
+            "the sweep a minute later keeps the two recent clients"
+        );
     }
 }

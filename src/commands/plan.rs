@@ -76,7 +76,7 @@ pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
     }
     writeln!(
         o,
-        "{t}\n(before per-client skips: cache digest, this connection's diary, holdout)"
+        "{t}\n(before per-client skips: cache digest, this connection's diary, holdout, quiet-client rule)"
     )?;
     Ok(())
 }
