@@ -6,6 +6,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
+use pushwise_store::UaClass;
+
 /// Most paths a connection's diary remembers as requested: a connection that asks for more
 /// simply may be pushed something it fetched long ago (harmless, and a client's own choice).
 const DIARY_REQUESTED_MAX: usize = 4096;
@@ -36,10 +38,14 @@ pub struct ConnState {
     /// Requests and pushes on this connection, for the close log line.
     pub requests: AtomicU64,
     pub pushes: AtomicU64,
-    /// The last User-Agent seen on this connection and its client key: the address is fixed per
-    /// connection and the UA nearly always is, so the keyed hash runs about once per connection.
-    client_key: Mutex<Option<(u64, Option<String>, i64)>>,
+    /// The last User-Agent seen on this connection, its client key and its class: the address is
+    /// fixed per connection and the UA nearly always is, so the keyed hash and the classification
+    /// run about once per connection.
+    client_key: Mutex<Option<CachedClient>>,
 }
+
+/// The salt epoch and User-Agent a client key and class were computed for, and those two.
+type CachedClient = (u64, Option<String>, i64, UaClass);
 
 impl ConnState {
     pub fn new(id: u64, client_ip: std::net::IpAddr, peer_trusted: bool) -> Self {
@@ -56,25 +62,26 @@ impl ConnState {
         }
     }
 
-    /// The client key for a request with `user_agent` on this connection, computed by `key` only
-    /// when the User-Agent or the keyer's `epoch` differs from the previous request's. With no
-    /// epoch (a salt rotation is near) the key is computed every time and not cached.
+    /// The client key for a request with `user_agent` on this connection, and the UA's class,
+    /// computed (the key by `key`) only when the User-Agent or the keyer's `epoch` differs from
+    /// the previous request's. With no epoch (a salt rotation is near) both are computed every
+    /// time and not cached.
     pub fn client_key(
         &self,
         epoch: Option<u64>,
         user_agent: Option<&str>,
         key: impl FnOnce(Option<&str>) -> i64,
-    ) -> i64 {
+    ) -> (i64, UaClass) {
         let Some(epoch) = epoch else {
-            return key(user_agent);
+            return (key(user_agent), UaClass::of(user_agent));
         };
         let mut last = self.client_key.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
-            Some((e, ua, k)) if *e == epoch && ua.as_deref() == user_agent => *k,
+            Some((e, ua, k, class)) if *e == epoch && ua.as_deref() == user_agent => (*k, *class),
             _ => {
-                let k = key(user_agent);
-                *last = Some((epoch, user_agent.map(String::from), k));
-                k
+                let (k, class) = (key(user_agent), UaClass::of(user_agent));
+                *last = Some((epoch, user_agent.map(String::from), k, class));
+                (k, class)
             }
         }
     }
@@ -123,7 +130,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_key_is_hashed_again_only_when_the_user_agent_or_the_salt_epoch_changes() {
+    fn client_key_and_ua_class_are_computed_again_only_when_the_user_agent_or_the_salt_epoch_changes()
+     {
         let conn = ConnState::new(1, "192.0.2.7".parse().unwrap(), false);
         let keyer = pushwise_store::ClientKeyer::new([7; 32]);
         let calls = std::cell::Cell::new(0);
@@ -133,21 +141,35 @@ mod tests {
         };
         let a = conn.client_key(Some(0), Some("UA-1"), key);
         assert_eq!(conn.client_key(Some(0), Some("UA-1"), key), a);
-        assert_eq!(calls.get(), 1);
-        let b = conn.client_key(Some(0), Some("UA-2"), key);
-        assert_ne!(a, b);
-        assert_eq!(b, keyer.key("192.0.2.7", Some("UA-2")));
+        assert_eq!(a.1, UaClass::Other);
+        let bot = "Mozilla/5.0 (compatible; Googlebot/2.1)";
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        assert_eq!(conn.client_key(Some(0), Some(bot), key).1, UaClass::Other);
         assert_eq!(
-            conn.client_key(Some(0), None, key),
-            keyer.key("192.0.2.7", None)
+            conn.client_key(Some(0), Some(firefox), key).1,
+            UaClass::Browser
+        );
+        assert_eq!(
+            conn.client_key(Some(0), Some(firefox), key).1,
+            UaClass::Browser
         );
         assert_eq!(calls.get(), 3);
+        conn.client_key(Some(0), Some("UA-1"), key);
+        assert_eq!(calls.get(), 4);
+        let b = conn.client_key(Some(0), Some("UA-2"), key);
+        assert_ne!(a, b);
+        assert_eq!(b.0, keyer.key("192.0.2.7", Some("UA-2")));
+        assert_eq!(
+            conn.client_key(Some(0), None, key).0,
+            keyer.key("192.0.2.7", None)
+        );
+        assert_eq!(calls.get(), 6);
         // A new epoch (the salt rotated) or none (a rotation is near) computes it again.
         conn.client_key(Some(1), None, key);
-        assert_eq!(calls.get(), 4);
+        assert_eq!(calls.get(), 7);
         conn.client_key(None, None, key);
         conn.client_key(None, None, key);
-        assert_eq!(calls.get(), 6);
+        assert_eq!(calls.get(), 9);
     }
 
     #[test]

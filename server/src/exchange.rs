@@ -82,23 +82,24 @@ impl ReqInfo {
         } else {
             client_ip
         };
+        // The keyed hash is only needed for events and access-log lines.
+        let (client, ua_class) = if !(shared.recorder.is_some() || shared.config.access_log) {
+            (0, UaClass::of(ua))
+        } else if conn.peer_trusted {
+            // Many clients share a proxy's connection: no per-connection cache.
+            (shared.keys.key(&ip.to_string(), ua), UaClass::of(ua))
+        } else {
+            let epoch = shared.keys.cache_epoch();
+            conn.client_key(epoch, ua, |ua| shared.keys.key(&client_ip.to_string(), ua))
+        };
         ReqInfo {
             client_ip: ip,
             started: Instant::now(),
             ts_ms: pushwise_store::time::now_ms(),
             method: pushwise_store::event::method(parts.method.as_str()),
             path: normalize_path(pq, shared.config.keep_query),
-            // The keyed hash is only needed for events and access-log lines.
-            client: if !(shared.recorder.is_some() || shared.config.access_log) {
-                0
-            } else if conn.peer_trusted {
-                // Many clients share a proxy's connection: no per-connection cache.
-                shared.keys.key(&ip.to_string(), ua)
-            } else {
-                let epoch = shared.keys.cache_epoch();
-                conn.client_key(epoch, ua, |ua| shared.keys.key(&client_ip.to_string(), ua))
-            },
-            ua: UaClass::of(ua),
+            client,
+            ua: ua_class,
             referer,
             conn_id: conn.id as i64,
             stream_id: i64::from(stream_id),

@@ -34,7 +34,9 @@ impl KnownPaths {
     /// Remembers `path` as answered successfully (until [`MAX_PATHS`] are remembered).
     pub fn insert(&self, path: &str) {
         let h = HASHER.hash_one(path);
-        if self.set.len() < MAX_PATHS && !self.set.contains(&h) {
+        // Known paths are the common case: one shard's read lock. `len` locks every shard, so it
+        // is asked only before an insert.
+        if !self.set.contains(&h) && self.set.len() < MAX_PATHS {
             self.set.insert(h);
         }
     }
