@@ -151,10 +151,9 @@ pub fn canonical_target(uri: &http::Uri) -> Result<String, (http::StatusCode, &'
 
 /// The request headers the origin gets: the client's own claims of who it is removed unless it
 /// is a trusted proxy (see [`forwarded`](crate::forwarded)).
-pub fn origin_headers(headers: &http::HeaderMap, conn: &ConnState) -> http::HeaderMap {
-    let mut h = headers.clone();
-    crate::forwarded::strip_untrusted(&mut h, conn.peer_trusted);
-    h
+pub fn origin_headers(mut headers: http::HeaderMap, conn: &ConnState) -> http::HeaderMap {
+    crate::forwarded::strip_untrusted(&mut headers, conn.peer_trusted);
+    headers
 }
 
 /// What the response was, for the event.

@@ -198,7 +198,13 @@ async fn handle_stream(
             return send(&shared, &mut respond, info, resp, None, Vec::new()).await;
         }
     };
-    if let Ok(uri) = format!("https://{authority}{target}").parse() {
+    // The origin is asked for the canonical target; most requests already carry it (h2 sends
+    // scheme and authority), and then no new URI is built.
+    let uri = &parts.uri;
+    let canonical = uri.scheme_str() == Some("https")
+        && uri.authority().is_some_and(|a| a.as_str() == authority)
+        && uri.path_and_query().is_some_and(|pq| pq.as_str() == target);
+    if !canonical && let Ok(uri) = format!("https://{authority}{target}").parse() {
         parts.uri = uri;
     }
     let Some((req_body, fault)) = request_body(&shared, &parts.headers, body) else {
@@ -206,17 +212,18 @@ async fn handle_stream(
         let resp = simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         return send(&shared, &mut respond, info, resp, None, Vec::new()).await;
     };
-    let oreq = OriginRequest {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: origin_headers(&parts.headers, &conn),
-        body: req_body,
-        client_ip: Some(conn.client_ip),
-    };
     // A path with a learned set is a page: push or hint *before* asking the origin for it, so
     // the client starts on the assets while an upstream application is still thinking.
     let plan = (parts.method == Method::GET)
         .then(|| push::plan_view(&shared, &conn, &parts.headers, &authority, &info));
+    // The request's URI and headers move to the origin (nothing below reads them).
+    let oreq = OriginRequest {
+        method: parts.method.clone(),
+        uri: std::mem::take(&mut parts.uri),
+        headers: origin_headers(std::mem::take(&mut parts.headers), &conn),
+        body: req_body,
+        client_ip: Some(conn.client_ip),
+    };
     let mut announced = Announced::default();
     if let Some(plan) = plan.as_ref().filter(|p| !p.candidates.is_empty()) {
         let page = PageCtx {
