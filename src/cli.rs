@@ -656,8 +656,9 @@ pub struct PlanArgs {
     /// Read JSON lines {"page", "user_agent", "referer"} from FILE (- for stdin); write one
     /// {"push": [...], "context": ..., "level": ..., "quiet": ...} per line (level: context,
     /// page-wide, section-context, section, not-browser or none). Lines may also name a "client"
-    /// (any string) and what the view then "fetched" (a list of paths): the quiet-client rule
-    /// (`threshold set --quiet-after`) is replayed over them in order, as the server applies it.
+    /// (any string), what the view then "fetched" (a list of paths) and its time "ts_ms" (Unix
+    /// ms): the quiet-client rule (`threshold set --quiet-after`) is replayed over them in order,
+    /// as the server applies it.
     #[arg(long, conflicts_with = "page")]
     pub batch: Option<PathBuf>,
     /// Print JSON instead of text.

@@ -883,6 +883,19 @@ fn tune_recommends_holding_back_clients_that_took_nothing_and_plan_replays_the_r
         serde_json::json!(["/img/p2.png"]),
         "{out}"
     );
+    // With times, a client idle for more than a day is forgotten, as the server forgets it.
+    let at = |t: i64| {
+        serde_json::json!({"page": "/p1.html", "user_agent": ua, "client": "late", "fetched": [], "ts_ms": t})
+            .to_string()
+    };
+    let day = pushwise_store::quiet::FORGET_AFTER_MS;
+    std::fs::write(&req, [at(0), at(1_000), at(2_000 + day)].join("\n")).unwrap();
+    let out = pushwise(&db, &["plan", "--batch", req.to_str().unwrap(), "--json"]);
+    let quiet: Vec<bool> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["quiet"] == true)
+        .collect();
+    assert_eq!(quiet, [false, true, false], "{out}");
     // Without the rule, the same lines are all answered.
     pushwise(&db, &["threshold", "set", "0.3", "--quiet-after", "0"]);
     let out = pushwise(&db, &["plan", "--batch", req.to_str().unwrap(), "--json"]);

@@ -318,6 +318,9 @@ impl<'a> Replay<'a> {
                 activity = Activity::default();
             }
             let d = sets.decide(&self.views.paths[v.page as usize], v.context);
+            if !d.assets.is_empty() {
+                activity.view_at(v.ts_ms);
+            }
             let quiet = activity.quiet(sp.quiet_after);
             if !d.assets.is_empty() {
                 // The server's rule: the view was offered the set; did the client take any of it?

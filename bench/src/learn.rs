@@ -138,6 +138,7 @@ pub fn run(bin: &Path, cfg: &ShapedConfig, share: f64, work: &Path) -> anyhow::R
                 "referer": v.referer,
                 "client": format!("{} {}", v.ip, v.user_agent),
                 "fetched": v.fetched,
+                "ts_ms": v.ts_ms,
             }),
         )?;
         w.write_all(b"\n")?;

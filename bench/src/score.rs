@@ -205,6 +205,7 @@ pub fn best_threshold_quiet(
             let mut quiet = false;
             if !set.is_empty() {
                 let a = clients.entry((&v.ip, v.user_agent)).or_default();
+                a.view_at(v.ts_ms);
                 quiet = a.quiet(one);
                 a.close_view(set.iter().any(|x| v.fetched.iter().any(|f| f == x)));
             }

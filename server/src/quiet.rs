@@ -12,14 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
-use pushwise_store::quiet::{Activity, QuietAfter};
+use pushwise_store::quiet::{Activity, FORGET_AFTER_MS, QuietAfter};
 use pushwise_store::sets::PlannedAsset;
 
 /// Clients remembered at most (~100 bytes each with the map's overhead).
 pub const MAX_CLIENTS: usize = 262_144;
-
-/// A client idle this long is forgotten (its next view counts as a new client's).
-pub const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 /// A full map is swept at most this often.
 const SWEEP_EVERY_MS: i64 = 60_000;
@@ -74,9 +71,8 @@ impl QuietClients {
             return false;
         }
         if let Some(mut e) = self.map.get_mut(&client) {
-            if now_ms - e.last_ms > FORGET_AFTER_MS {
-                e.activity = Activity::default();
-                e.offered = None;
+            if e.activity.view_at(now_ms) {
+                e.offered = None; // forgotten, with the offer it had not answered
             }
             if e.offered.take().is_some() {
                 e.activity.close_view(false);
@@ -95,7 +91,11 @@ impl QuietClients {
         self.map.insert(
             client,
             Entry {
-                activity: Activity::default(),
+                activity: {
+                    let mut a = Activity::default();
+                    a.view_at(now_ms);
+                    a
+                },
                 offered: Some(offered.clone()),
                 last_ms: now_ms,
             },

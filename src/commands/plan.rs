@@ -30,6 +30,10 @@ struct PlanLine {
     /// requests after each page view, so a batch line carries them. Absent: unknown.
     #[serde(default)]
     fetched: Option<Vec<String>>,
+    /// When the request was made (Unix ms), so a client idle for a day is forgotten as the
+    /// server forgets it. Absent: never forgotten.
+    #[serde(default)]
+    ts_ms: Option<i64>,
 }
 
 pub async fn run(db: &Path, a: PlanArgs) -> anyhow::Result<()> {
@@ -131,6 +135,9 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         let mut quiet = false;
         if let Some(c) = l.client.filter(|_| !d.assets.is_empty()) {
             let a = clients.entry(c).or_default();
+            if let Some(t) = l.ts_ms {
+                a.view_at(t);
+            }
             quiet = a.quiet(after);
             if let Some(f) = &l.fetched {
                 a.close_view(d.assets.iter().any(|x| f.contains(&x.path)));

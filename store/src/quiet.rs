@@ -11,14 +11,41 @@
 
 pub use crate::rows::{MAX_QUIET_AFTER, QuietAfter};
 
+/// A client idle this long (no page view) is forgotten: its next view counts as a new client's.
+pub const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
+
 /// One client's history as far as the rule needs it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Activity {
     took: bool,
     quiet_views: u16,
+    /// Its latest page view (`i64::MIN`: none yet).
+    last_ms: i64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            took: false,
+            quiet_views: 0,
+            last_ms: i64::MIN,
+        }
+    }
 }
 
 impl Activity {
+    /// A page view of this client at `now_ms`: after [`FORGET_AFTER_MS`] idle its history is
+    /// forgotten first. Returns whether it was.
+    pub fn view_at(&mut self, now_ms: i64) -> bool {
+        let forgot =
+            self.last_ms != i64::MIN && now_ms.saturating_sub(self.last_ms) > FORGET_AFTER_MS;
+        if forgot {
+            *self = Activity::default();
+        }
+        self.last_ms = self.last_ms.max(now_ms);
+        forgot
+    }
+
     /// Whether this client's next page view is held back from pushes and hints.
     pub fn quiet(self, after: QuietAfter) -> bool {
         !after.is_off() && !self.took && self.quiet_views >= after.get()
@@ -70,6 +97,18 @@ mod tests {
         b.took();
         b.close_view(false);
         assert!(!b.quiet(QuietAfter::new(1).unwrap()));
+    }
+
+    #[test]
+    fn a_client_idle_for_a_day_is_forgotten() {
+        let one = QuietAfter::new(1).unwrap();
+        let mut a = Activity::default();
+        assert!(!a.view_at(0));
+        a.close_view(false);
+        assert!(!a.view_at(FORGET_AFTER_MS));
+        assert!(a.quiet(one), "a day to the millisecond is not yet idle");
+        assert!(a.view_at(2 * FORGET_AFTER_MS + 1));
+        assert!(!a.quiet(one));
     }
 
     #[test]
