@@ -318,20 +318,16 @@ impl<'a> Replay<'a> {
                 activity = Activity::default();
             }
             let d = sets.decide(&self.views.paths[v.page as usize], v.context);
-            if !d.assets.is_empty() {
-                activity.view_at(v.ts_ms);
-            }
-            let quiet = activity.quiet(sp.quiet_after);
-            if !d.assets.is_empty() {
-                // The server's rule: the view was offered the set; did the client take any of it?
+            // The server's rule: the view was offered the set; did the client take any of it?
+            let quiet = !d.assets.is_empty() && {
                 let took = v.took_unknown
                     || d.assets.iter().any(|a| {
                         self.ids.get(a.path.as_str()).is_some_and(|&id| {
                             v.needed.binary_search_by_key(&id, |&(n, _)| n).is_ok()
                         })
                     });
-                activity.close_view(took);
-            }
+                activity.replay_view(Some(v.ts_ms), sp.quiet_after, Some(took))
+            };
             let Some(t) = scored.map(|i| &self.test[i]) else {
                 continue;
             };

@@ -144,6 +144,16 @@ pub const THRESHOLDS: [f64; 19] = [
     0.85, 0.90, 0.95,
 ];
 
+/// The assets of `page` in a co-occurrence table at threshold `t` (none for a page not in it).
+fn set_at<'t>(table: &'t HashMap<String, Vec<(String, f64)>>, page: &str, t: f64) -> Vec<&'t str> {
+    table.get(page).map_or_else(Vec::new, |l| {
+        l.iter()
+            .filter(|(_, p)| *p >= t)
+            .map(|(a, _)| a.as_str())
+            .collect()
+    })
+}
+
 /// A co-occurrence table scored on the newer views at its best threshold (chosen on those same
 /// views: hindsight, so the reference is as strong as it can be), with the set it gives each
 /// newer view.
@@ -156,14 +166,7 @@ pub fn best_threshold_sets<'t>(
         let sets: Vec<Vec<&str>> = newer
             .views
             .iter()
-            .map(|v| {
-                table.get(&v.page).map_or_else(Vec::new, |l| {
-                    l.iter()
-                        .filter(|(_, p)| *p >= t)
-                        .map(|(a, _)| a.as_str())
-                        .collect()
-                })
-            })
+            .map(|v| set_at(table, &v.page, t))
             .collect();
         let s = newer.score(&sets);
         if s.f1 > best.0.f1 {
@@ -196,19 +199,12 @@ pub fn best_threshold_quiet(
         let mut clients: HashMap<(&str, &str), Activity> = HashMap::new();
         let mut sets: Vec<Vec<&str>> = Vec::with_capacity(newer.views.len());
         for v in all {
-            let set: Vec<&str> = table.get(&v.page).map_or_else(Vec::new, |l| {
-                l.iter()
-                    .filter(|(_, p)| *p >= t)
-                    .map(|(a, _)| a.as_str())
-                    .collect()
-            });
-            let mut quiet = false;
-            if !set.is_empty() {
+            let set = set_at(table, &v.page, t);
+            let quiet = !set.is_empty() && {
+                let took = set.iter().any(|x| v.fetched.iter().any(|f| f == x));
                 let a = clients.entry((&v.ip, v.user_agent)).or_default();
-                a.view_at(v.ts_ms);
-                quiet = a.quiet(one);
-                a.close_view(set.iter().any(|x| v.fetched.iter().any(|f| f == x)));
-            }
+                a.replay_view(Some(v.ts_ms), one, Some(took))
+            };
             if v.ts_ms >= split_ms {
                 sets.push(if quiet { Vec::new() } else { set });
             }
@@ -286,21 +282,16 @@ pub fn per_page_oracle(
         .views
         .iter()
         .map(|v| {
-            let Some(list) = table.get(&v.page) else {
-                return Vec::new();
-            };
             let i = pick
                 .get(v.page.as_str())
                 .copied()
                 .unwrap_or(THRESHOLDS.len());
-            match THRESHOLDS.get(i) {
-                Some(&t) => list
-                    .iter()
-                    .filter(|(_, p)| *p >= t)
-                    .map(|(a, _)| a.clone())
-                    .collect(),
-                None => Vec::new(),
-            }
+            THRESHOLDS.get(i).map_or_else(Vec::new, |&t| {
+                set_at(table, &v.page, t)
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            })
         })
         .collect();
     (

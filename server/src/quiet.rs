@@ -5,14 +5,15 @@
 //! needs the last few minutes to hours of each client. Keys are the recorder's salted client keys
 //! (never an address). At most [`MAX_CLIENTS`] are remembered; a client first seen while the map
 //! is full is simply not tracked, so it is treated as every new client is (never held back). A
-//! full map is swept of clients idle for [`FORGET_AFTER_MS`] at most once a minute, so a flood of
-//! new clients costs one sweep a minute, not one per request.
+//! full map is swept of clients idle for a day
+//! ([`FORGET_AFTER_MS`](pushwise_store::quiet::FORGET_AFTER_MS)) at most once a minute, so a
+//! flood of new clients costs one sweep a minute, not one per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
-use pushwise_store::quiet::{Activity, FORGET_AFTER_MS, QuietAfter};
+use pushwise_store::quiet::{Activity, QuietAfter};
 use pushwise_store::sets::PlannedAsset;
 
 /// Clients remembered at most (~100 bytes each with the map's overhead).
@@ -26,7 +27,6 @@ struct Entry {
     activity: Activity,
     /// The set the client's latest page view was offered, until it takes any of it.
     offered: Option<Arc<[PlannedAsset]>>,
-    last_ms: i64,
 }
 
 /// Recent browser clients' activity.
@@ -70,37 +70,30 @@ impl QuietClients {
         if client == 0 || after.is_off() {
             return false;
         }
-        if let Some(mut e) = self.map.get_mut(&client) {
-            if e.activity.view_at(now_ms) {
-                e.offered = None; // forgotten, with the offer it had not answered
+        let mut e = match self.map.get_mut(&client) {
+            Some(e) => e,
+            None => {
+                if self.map.len() >= self.max {
+                    self.sweep(now_ms);
+                    if self.map.len() >= self.max {
+                        return false;
+                    }
+                }
+                self.tracking.store(true, Ordering::Relaxed);
+                self.map.entry(client).or_insert(Entry {
+                    activity: Activity::default(),
+                    offered: None,
+                })
             }
-            if e.offered.take().is_some() {
-                e.activity.close_view(false);
-            }
-            e.offered = Some(offered.clone());
-            e.last_ms = now_ms;
-            return e.activity.quiet(after);
+        };
+        if e.activity.view_at(now_ms) {
+            e.offered = None; // forgotten, with the offer it had not answered
         }
-        if self.map.len() >= self.max {
-            self.sweep(now_ms);
-            if self.map.len() >= self.max {
-                return false;
-            }
+        if e.offered.take().is_some() {
+            e.activity.close_view(false);
         }
-        self.tracking.store(true, Ordering::Relaxed);
-        self.map.insert(
-            client,
-            Entry {
-                activity: {
-                    let mut a = Activity::default();
-                    a.view_at(now_ms);
-                    a
-                },
-                offered: Some(offered.clone()),
-                last_ms: now_ms,
-            },
-        );
-        false
+        e.offered = Some(offered.clone());
+        e.activity.quiet(after)
     }
 
     /// `client` asked for `path` (any answered status) or accepted it as a push: if its latest
@@ -131,7 +124,7 @@ impl QuietClients {
         self.map.is_empty()
     }
 
-    /// Forgets clients idle for [`FORGET_AFTER_MS`], unless a sweep ran within the last minute.
+    /// Forgets clients idle for a day ([`Activity::idle_at`]), unless a sweep ran within the last minute.
     fn sweep(&self, now_ms: i64) {
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < SWEEP_EVERY_MS
@@ -142,14 +135,14 @@ impl QuietClients {
         {
             return;
         }
-        self.map
-            .retain(|_, e| now_ms - e.last_ms <= FORGET_AFTER_MS);
+        self.map.retain(|_, e| !e.activity.idle_at(now_ms));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pushwise_store::quiet::FORGET_AFTER_MS;
 
     fn set(paths: &[&str]) -> Arc<[PlannedAsset]> {
         paths

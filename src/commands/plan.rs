@@ -132,17 +132,16 @@ fn plan_batch(sets: &PushSets, batch: &std::path::Path, hosts: &[&str]) -> anyho
         let ctx = request_context(l.user_agent.as_deref(), l.referer.as_deref(), hosts);
         let d = sets.decide(&page_arg(&l.page), ctx);
         // The quiet-client rule, as the server applies it (held back: nothing pushed or hinted).
-        let mut quiet = false;
-        if let Some(c) = l.client.filter(|_| !d.assets.is_empty()) {
-            let a = clients.entry(c).or_default();
-            if let Some(t) = l.ts_ms {
-                a.view_at(t);
-            }
-            quiet = a.quiet(after);
-            if let Some(f) = &l.fetched {
-                a.close_view(d.assets.iter().any(|x| f.contains(&x.path)));
-            }
-        }
+        let quiet = l.client.filter(|_| !d.assets.is_empty()).is_some_and(|c| {
+            let took = l
+                .fetched
+                .as_ref()
+                .map(|f| d.assets.iter().any(|x| f.contains(&x.path)));
+            clients
+                .entry(c)
+                .or_default()
+                .replay_view(l.ts_ms, after, took)
+        });
         let push: Vec<&String> = if quiet {
             Vec::new()
         } else {

@@ -37,8 +37,7 @@ impl Activity {
     /// A page view of this client at `now_ms`: after [`FORGET_AFTER_MS`] idle its history is
     /// forgotten first. Returns whether it was.
     pub fn view_at(&mut self, now_ms: i64) -> bool {
-        let forgot =
-            self.last_ms != i64::MIN && now_ms.saturating_sub(self.last_ms) > FORGET_AFTER_MS;
+        let forgot = self.idle_at(now_ms);
         if forgot {
             *self = Activity::default();
         }
@@ -64,6 +63,31 @@ impl Activity {
     /// The client took an offered asset (it is never held back again).
     pub fn took(&mut self) {
         self.took = true;
+    }
+
+    /// Whether this client was idle for [`FORGET_AFTER_MS`] at `now_ms` (never seen: no).
+    pub fn idle_at(self, now_ms: i64) -> bool {
+        self.last_ms != i64::MIN && now_ms.saturating_sub(self.last_ms) > FORGET_AFTER_MS
+    }
+
+    /// One page view offered a non-empty set, replayed with its outcome known (`tune`'s replay,
+    /// `plan --batch`, the benchmarks), in the server's order: forget an idle client (when the
+    /// view's time is known), decide whether the view is held back, then close it with whether
+    /// the client took any of the set (when known). Returns whether it was held back.
+    pub fn replay_view(
+        &mut self,
+        at_ms: Option<i64>,
+        after: QuietAfter,
+        took: Option<bool>,
+    ) -> bool {
+        if let Some(t) = at_ms {
+            self.view_at(t);
+        }
+        let quiet = self.quiet(after);
+        if let Some(took) = took {
+            self.close_view(took);
+        }
+        quiet
     }
 }
 
