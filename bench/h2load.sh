@@ -15,6 +15,9 @@ SECS=${1:-5}
 ROUNDS=${2:-3}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
+# h2load's threads. 2 (default) loads this 2-core machine fully; the issue that set the goals
+# measured with THREADS=1, where one h2load thread can be the limit for the fastest server.
+THREADS=${THREADS:-2}
 command -v h2load >/dev/null && command -v nginx >/dev/null && command -v h2o >/dev/null || {
   echo "needs h2load, nginx and h2o: apt-get install -y nghttp2-client nginx-light h2o" >&2; exit 1; }
 
@@ -69,7 +72,7 @@ sleep 0.5
 
 run_h2load() { # url → req/s
   # A browser's User-Agent: pushwise pushes and hints to browsers only (nginx ignores it).
-  h2load_rps "$1" -D "$SECS" -c "$CONNS" -m "$STREAMS" -t 2 -H "user-agent: $BROWSER_UA"
+  h2load_rps "$1" -D "$SECS" -c "$CONNS" -m "$STREAMS" -t "$THREADS" -H "user-agent: $BROWSER_UA"
 }
 best() { sort -g | tail -1; }
 
@@ -94,7 +97,7 @@ done
 b() { echo ${R[$1]} | tr ' ' '\n' | grep -v '^$' | best; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
-echo "h2load -D $SECS -c $CONNS -m $STREAMS -t 2, best of $ROUNDS rounds, $(nproc) cores"
+echo "h2load -D $SECS -c $CONNS -m $STREAMS -t $THREADS, best of $ROUNDS rounds, $(nproc) cores"
 printf '%-40s %12s\n' "case" "req/s"
 printf '%-40s %12s\n' "nginx 10 KB page" "$(b nginx_page)"
 printf '%-40s %12s\n' "h2o 10 KB page" "$(b h2o_page)"

@@ -43,12 +43,13 @@ impl Turns {
     }
 }
 
-/// Runs `f`, counting each of its polls as a turn of `turns`.
+/// Runs `f`, counting each of its polls as a turn of `turns` (and timing it as one turn: see
+/// [`clock`](crate::clock)).
 pub(crate) async fn with_turns<F: Future>(turns: Turns, f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     std::future::poll_fn(move |cx| {
         turns.0.fetch_add(1, Ordering::Relaxed);
-        f.as_mut().poll(cx)
+        crate::clock::turn(|| f.as_mut().poll(cx))
     })
     .await
 }

@@ -5,7 +5,7 @@
 //! value of the current second (no lock shared between threads on the request path).
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use http::HeaderValue;
 
@@ -15,7 +15,7 @@ thread_local! {
 
 /// The `Date` value for now.
 pub fn now() -> HeaderValue {
-    let now = SystemTime::now();
+    let now = crate::clock::now().system;
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHED.with(|c| {
         let mut c = c.borrow_mut();
@@ -39,6 +39,7 @@ pub fn set(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn the_date_is_an_imf_fixdate_of_now_and_an_upstream_date_is_kept() {

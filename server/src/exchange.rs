@@ -15,7 +15,7 @@ use pushwise_store::{Event, PushMark, Referer};
 
 use crate::body::Body;
 use crate::conn::ConnState;
-use crate::metrics::{Limit, Protocol, RequestLabels, StatusClass};
+use crate::metrics::{Limit, Protocol};
 use crate::shared::Shared;
 
 /// What is known of a request when it arrives.
@@ -92,10 +92,11 @@ impl ReqInfo {
             let epoch = shared.keys.cache_epoch();
             conn.client_key(epoch, ua, |ua| shared.keys.key(&client_ip.to_string(), ua))
         };
+        let now = crate::clock::now();
         ReqInfo {
             client_ip: ip,
-            started: Instant::now(),
-            ts_ms: pushwise_store::time::now_ms(),
+            started: now.instant,
+            ts_ms: now.unix_ms(),
             method: pushwise_store::event::method(parts.method.as_str()),
             path: normalize_path(pq, shared.config.keep_query),
             client,
@@ -150,9 +151,15 @@ pub fn canonical_target(uri: &http::Uri) -> Result<String, (http::StatusCode, &'
 }
 
 /// The request headers the origin gets: the client's own claims of who it is removed unless it
-/// is a trusted proxy (see [`forwarded`](crate::forwarded)).
-pub fn origin_headers(mut headers: http::HeaderMap, conn: &ConnState) -> http::HeaderMap {
-    crate::forwarded::strip_untrusted(&mut headers, conn.peer_trusted);
+/// is a trusted proxy (see [`forwarded`](crate::forwarded)), when the origin passes them on.
+pub fn origin_headers(
+    mut headers: http::HeaderMap,
+    conn: &ConnState,
+    origin: &crate::origin::Origin,
+) -> http::HeaderMap {
+    if origin.forwards_headers() {
+        crate::forwarded::strip_untrusted(&mut headers, conn.peer_trusted);
+    }
     headers
 }
 
@@ -194,18 +201,13 @@ fn answered(status: u16) -> bool {
 /// Takes the exchange by value so its strings move into the event instead of being copied.
 pub fn finish(shared: &Shared, req: ReqInfo, resp: RespInfo, bytes: u64) {
     if resp.push == PushMark::Requested {
-        shared
-            .metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                protocol: req.protocol,
-                status_class: StatusClass::of(resp.status),
-            })
-            .inc();
-        shared
-            .metrics
-            .request_duration
-            .observe(req.started.elapsed().as_secs_f64());
+        shared.metrics.request(req.protocol, resp.status);
+        shared.metrics.request_duration.observe(
+            crate::clock::now()
+                .instant
+                .saturating_duration_since(req.started)
+                .as_secs_f64(),
+        );
         if let Some(log) = &shared.access_log {
             log.log(access_log_line(&req, &resp, bytes));
         }

@@ -86,7 +86,7 @@ async fn handle(
     let serve = shared.origin.serve(OriginRequest {
         method: parts.method.clone(),
         uri,
-        headers: origin_headers(parts.headers.clone(), &conn),
+        headers: origin_headers(parts.headers.clone(), &conn, &shared.origin),
         body,
         client_ip: Some(conn.client_ip),
     });

@@ -95,7 +95,7 @@ async fn serve_coalesced<IO>(
             biased;
             next = h2.accept() => match next {
                 Some(Ok((req, mut respond))) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
+                    idle.as_mut().reset(turn_instant() + cfg.idle_timeout);
                     let Ok(permit) = Arc::clone(&shared.streams).try_acquire_owned() else {
                         shared.metrics.limit(Limit::streams);
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
@@ -107,11 +107,12 @@ async fn serve_coalesced<IO>(
                     let active = Arc::clone(&active);
                     let t2 = tracker.clone();
                     active.fetch_add(1, Ordering::Relaxed);
-                    streams.push(async move {
+                    let stream = async move {
                         handle_stream(shared, conn, req, respond, max_send, t2).await;
                         active.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
-                    });
+                    };
+                    streams.push(stream);
                 }
                 Some(Err(e)) => {
                     if e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
@@ -135,7 +136,7 @@ async fn serve_coalesced<IO>(
                     closing = true;
                     h2.graceful_shutdown();
                 } else {
-                    idle.as_mut().reset(tokio::time::Instant::now() + cfg.idle_timeout);
+                    idle.as_mut().reset(turn_instant() + cfg.idle_timeout);
                 }
             }
         }
@@ -220,7 +221,7 @@ async fn handle_stream(
     let oreq = OriginRequest {
         method: parts.method.clone(),
         uri: std::mem::take(&mut parts.uri),
-        headers: origin_headers(std::mem::take(&mut parts.headers), &conn),
+        headers: origin_headers(std::mem::take(&mut parts.headers), &conn, &shared.origin),
         body: req_body,
         client_ip: Some(conn.client_ip),
     };
@@ -232,27 +233,18 @@ async fn handle_stream(
             plan,
             authority: &authority,
         };
-        announced = page.announce(&mut respond, max_send_streams).await;
+        // Boxed: only page views with a set come here, and every stream's future would
+        // otherwise carry room for promising pushes.
+        announced = Box::pin(page.announce(&mut respond, max_send_streams)).await;
     }
-    // A client that resets the stream cancels the work: the upstream request is dropped.
-    let timeout = shared.config.request_body_timeout;
-    let resp = tokio::select! {
-        resp = within_deadline(shared.origin.serve(oreq), &fault, timeout) => resp,
-        reason = poll_fn(|cx| respond.poll_reset(cx)) => {
-            tracing::debug!(conn = conn.id, ?reason, "stream reset by the client before its response");
-            return;
-        }
-    };
-    let resp = match (resp, fault.get()) {
-        (Some(resp), Cut::None | Cut::Complete) => resp,
-        (_, Cut::TooLarge) => {
-            shared.metrics.limit(Limit::request_body_size);
-            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-        }
-        _ => {
-            shared.metrics.limit(Limit::request_body_time);
-            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
-        }
+    // Most of a static site's answers are ready now; the rest wait (boxed: the waiting's state
+    // is kilobytes, and every stream's future would carry room for it).
+    let resp = match shared.origin.serve_now(&oreq) {
+        Some(resp) => resp,
+        None => match Box::pin(answer(&shared, &conn, &mut respond, oreq, fault)).await {
+            Some(resp) => resp,
+            None => return,
+        },
     };
     let is_page =
         parts.method == Method::GET && resp.status() == StatusCode::OK && is_html(resp.headers());
@@ -273,6 +265,36 @@ async fn handle_stream(
     let (resp, pushed) = page.decorate(&info, announced, resp);
     let tasks = pushed_into_tasks(&shared, &conn, &info, pushed, &tracker);
     send(&shared, &mut respond, info, resp, Some(&plan), tasks).await;
+}
+
+/// The origin's answer to `oreq`, bounded by the request body's deadline; `None` when the
+/// client reset the stream first (the work is cancelled: an upstream request is dropped).
+async fn answer(
+    shared: &Shared,
+    conn: &ConnState,
+    respond: &mut SendResponse<Bytes>,
+    oreq: OriginRequest,
+    fault: Fault,
+) -> Option<Response<Body>> {
+    let timeout = shared.config.request_body_timeout;
+    let resp = tokio::select! {
+        resp = within_deadline(shared.origin.serve(oreq), &fault, timeout) => resp,
+        reason = poll_fn(|cx| respond.poll_reset(cx)) => {
+            tracing::debug!(conn = conn.id, ?reason, "stream reset by the client before its response");
+            return None;
+        }
+    };
+    Some(match (resp, fault.get()) {
+        (Some(resp), Cut::None | Cut::Complete) => resp,
+        (_, Cut::TooLarge) => {
+            shared.metrics.limit(Limit::request_body_size);
+            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        }
+        _ => {
+            shared.metrics.limit(Limit::request_body_time);
+            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
+        }
+    })
 }
 
 /// What went out for a page view before its response: promised pushes, and the candidates
@@ -497,6 +519,11 @@ async fn send_pushed(shared: Arc<Shared>, conn_id: u64, req: ReqInfo, p: Pushed)
     }
 }
 
+/// The current turn's time as tokio's timers take it (see [`clock`](crate::clock)).
+fn turn_instant() -> tokio::time::Instant {
+    tokio::time::Instant::from_std(crate::clock::now().instant)
+}
+
 fn is_html(h: &http::HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -567,7 +594,8 @@ async fn send_body(
             }
             stream.reserve_capacity(data.len());
             let window = poll_fn(|cx| stream.poll_capacity(cx));
-            let cap = match tokio::time::timeout(shared.config.send_timeout, window).await {
+            let deadline = turn_instant() + shared.config.send_timeout;
+            let cap = match tokio::time::timeout_at(deadline, window).await {
                 Ok(Some(Ok(c))) => c,
                 Ok(_) => return Err(sent),
                 Err(_) => {

@@ -10,6 +10,7 @@ pub mod access_log;
 mod batch_thread;
 pub mod body;
 mod client_keys;
+mod clock;
 mod coalesce;
 pub mod config;
 mod conn;

@@ -41,6 +41,20 @@ impl Protocol {
     }
 }
 
+/// The index of a `(protocol, status class)` series in [`Metrics::request_series`]: the order
+/// `Metrics::new` creates them in.
+fn request_series(protocol: Protocol, class: StatusClass) -> usize {
+    let p = match protocol {
+        Protocol::h2 => 0,
+        Protocol::http1 => 1,
+    };
+    let c = StatusClass::ALL
+        .iter()
+        .position(|&x| x == class)
+        .unwrap_or(0);
+    p * StatusClass::ALL.len() + c
+}
+
 /// The status class label of a response (encoded as `1xx` .. `5xx`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StatusClass {
@@ -186,6 +200,9 @@ pub enum DigestResult {
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    /// `requests`' series, resolved once: counting a response is one atomic add, not a look-up
+    /// in the family's locked map. Indexed by [`request_series`].
+    request_series: Vec<Counter>,
     pub request_duration: Histogram,
     pub page_views: Counter,
     pub pushes: Family<OutcomeLabels, Counter>,
@@ -381,7 +398,7 @@ impl Metrics {
             "Connections, streams and bodies cut or refused by a published limit (SECURITY.md)",
             limits.clone(),
         );
-        let m = Metrics {
+        let mut m = Metrics {
             registry: r,
             requests,
             request_duration,
@@ -409,9 +426,27 @@ impl Metrics {
             tls_handshake_failures,
             open_connections,
             limits,
+            request_series: Vec::new(),
         };
         m.zero_every_label();
+        m.request_series = [Protocol::h2, Protocol::http1]
+            .into_iter()
+            .flat_map(|protocol| StatusClass::ALL.map(|status_class| (protocol, status_class)))
+            .map(|(protocol, status_class)| {
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        protocol,
+                        status_class,
+                    })
+                    .clone()
+            })
+            .collect();
         m
+    }
+
+    /// Counts one response to a request (not a push) in `pushwise_requests_total`.
+    pub fn request(&self, protocol: Protocol, status: u16) {
+        self.request_series[request_series(protocol, StatusClass::of(status))].inc();
     }
 
     /// Creates every known label combination at 0, so a fresh server's scrape already has each
@@ -544,5 +579,47 @@ pub async fn serve(
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pre-resolved series are the family's own: a response counted through `request` is the
+    /// one the scrape shows, under its protocol and status class, and no other series moves.
+    #[test]
+    fn each_response_is_counted_under_its_protocol_and_status_class() {
+        let m = Metrics::new();
+        m.request(Protocol::h2, 200);
+        m.request(Protocol::h2, 204);
+        m.request(Protocol::http1, 404);
+        m.request(Protocol::h2, 503);
+        m.request(Protocol::http1, 101);
+        let text = m.encode();
+        let count = |protocol: &str, class: &str| {
+            let prefix = format!(
+                "pushwise_requests_total{{protocol=\"{protocol}\",status_class=\"{class}\"}} "
+            );
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+            line[prefix.len()..].trim().parse::<u64>().unwrap()
+        };
+        assert_eq!(count("h2", "2xx"), 2);
+        assert_eq!(count("http1", "4xx"), 1);
+        assert_eq!(count("h2", "5xx"), 1);
+        assert_eq!(count("http1", "1xx"), 1);
+        for (p, c) in [
+            ("h2", "1xx"),
+            ("h2", "3xx"),
+            ("h2", "4xx"),
+            ("http1", "2xx"),
+            ("http1", "3xx"),
+            ("http1", "5xx"),
+        ] {
+            assert_eq!(count(p, c), 0, "{p} {c}");
+        }
     }
 }

@@ -90,40 +90,62 @@ impl StaticFiles {
     }
 
     pub async fn serve(&self, req: &OriginRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            let mut r = simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
-        }
-        let Some(rel) = safe_relative_path(req.uri.path()) else {
-            return simple(StatusCode::BAD_REQUEST, "bad path\n");
-        };
-        if !self.serve_dotfiles && is_hidden(&rel) {
-            return simple(StatusCode::NOT_FOUND, "not found\n");
-        }
-        let key = req.uri.path();
-        let entry = match self.cached(key) {
-            Some(e) => e,
-            None => {
+        match self.answer_now(req) {
+            Now::Done(r) => r,
+            Now::Resolve(rel) => {
+                let key = req.uri.path();
                 let resolved = self.resolve_once(key, rel).await;
                 match &*resolved {
-                    Resolved::File(e) => Arc::clone(e),
+                    Resolved::File(e) => self.respond(req, e).await,
                     Resolved::Redirect => {
                         // Redirect so relative links in the index resolve against the directory.
                         let mut r = simple(StatusCode::MOVED_PERMANENTLY, "moved\n");
                         if let Ok(v) = HeaderValue::from_str(&format!("{key}/")) {
                             r.headers_mut().insert(header::LOCATION, v);
                         }
-                        return r;
+                        r
                     }
-                    _ => return simple(StatusCode::NOT_FOUND, "not found\n"),
+                    _ => simple(StatusCode::NOT_FOUND, "not found\n"),
                 }
             }
-        };
-        self.respond(req, &entry).await
+            Now::Read(e, head) => Self::finish_read(e, head).await,
+        }
     }
 
+    /// The answer when it needs no disk: what [`serve`](Self::serve) answers, if the request is
+    /// refused or its file is cached (fresh) with its bytes in memory. Most of what a static site
+    /// answers, so the connection can send it in the turn the request arrived in.
+    pub fn serve_now(&self, req: &OriginRequest) -> Option<Response<Body>> {
+        match self.answer_now(req) {
+            Now::Done(r) => Some(r),
+            Now::Resolve(_) | Now::Read(..) => None,
+        }
+    }
+
+    /// Everything `serve` does before it must wait for the file system.
+    fn answer_now(&self, req: &OriginRequest) -> Now {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            let mut r = simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Now::Done(r);
+        }
+        // The cache first: its keys are paths that passed the checks below when they were
+        // resolved (only `resolve_once` fills it), so a hit needs neither again.
+        if let Some(e) = self.cached(req.uri.path()) {
+            return match respond_head(req, &e) {
+                Head::Done(r) => Now::Done(r),
+                Head::Read(head) => Now::Read(e, head),
+            };
+        }
+        let Some(rel) = safe_relative_path(req.uri.path()) else {
+            return Now::Done(simple(StatusCode::BAD_REQUEST, "bad path\n"));
+        };
+        if !self.serve_dotfiles && is_hidden(&rel) {
+            return Now::Done(simple(StatusCode::NOT_FOUND, "not found\n"));
+        }
+        Now::Resolve(rel)
+    }
     /// Looks `key` up on the file system, once for all concurrent callers: the first runs the
     /// look-up (and caches a file it finds), the others wait for its answer.
     async fn resolve_once(&self, key: &str, rel: PathBuf) -> Arc<Resolved> {
@@ -158,7 +180,10 @@ impl StaticFiles {
     /// A cache entry checked against the file system less than [`REVALIDATE_MS`] ago.
     fn cached(&self, key: &str) -> Option<Arc<Entry>> {
         let e = self.cache.get(key)?;
-        let now = self.clock.elapsed().as_millis() as u64;
+        let now = crate::clock::now()
+            .instant
+            .saturating_duration_since(self.clock)
+            .as_millis() as u64;
         (now.saturating_sub(e.checked_ms) < REVALIDATE_MS).then(|| Arc::clone(e.value()))
     }
 
@@ -185,53 +210,93 @@ impl StaticFiles {
         }
     }
 
-    async fn respond(&self, req: &OriginRequest, e: &Entry) -> Response<Body> {
-        // One map sized for every header a response here carries, filled in place: no builder,
-        // no regrowth (a cache hit is most of what a static site answers).
-        let mut h = HeaderMap::with_capacity(8);
-        h.insert(header::ETAG, e.etag.clone());
-        h.insert(header::LAST_MODIFIED, e.last_modified.clone());
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        h.insert(header::CACHE_CONTROL, e.cache_control.clone());
-        h.insert(header::CONTENT_TYPE, e.content_type.clone());
-        let len = e.len;
-        if not_modified(&req.headers, &e.etag_str, e.mtime) {
-            return response(StatusCode::NOT_MODIFIED, h, body::empty());
+    async fn respond(&self, req: &OriginRequest, e: &Arc<Entry>) -> Response<Body> {
+        match respond_head(req, e) {
+            Head::Done(r) => r,
+            Head::Read(head) => Self::finish_read(Arc::clone(e), head).await,
         }
-        let range = req
-            .headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .filter(|_| if_range_matches(&req.headers, &e.etag_str, &e.last_modified_str));
-        let (status, start, count) = match range.map(|r| parse_range(r, len)) {
-            None | Some(RangeResult::Ignore) => (StatusCode::OK, 0, len),
-            Some(RangeResult::Satisfiable(s, end)) => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{end}/{len}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                (StatusCode::PARTIAL_CONTENT, s, end - s + 1)
-            }
-            Some(RangeResult::Unsatisfiable) => {
-                let mut r = simple(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                    r.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
-                return r;
-            }
-        };
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-        let body = if req.method == Method::HEAD {
-            body::empty()
-        } else if let Some(b) = &e.body {
-            body::full(b.slice(start as usize..(start + count) as usize))
-        } else {
-            match read_body(&e.real, start, count).await {
-                Ok(b) => b,
-                Err(_) => return simple(StatusCode::NOT_FOUND, "not found\n"),
-            }
-        };
-        response(status, h, body)
     }
+
+    /// Reads the body of a file too large to keep in memory and completes its response.
+    async fn finish_read(e: Arc<Entry>, head: ReadHead) -> Response<Body> {
+        match read_body(&e.real, head.start, head.count).await {
+            Ok(b) => response(head.status, head.headers, b),
+            Err(_) => simple(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+/// How far [`StaticFiles::answer_now`] got without the file system.
+enum Now {
+    Done(Response<Body>),
+    /// Not cached (or stale): look the path up.
+    Resolve(PathBuf),
+    /// Cached, but its bytes are read from disk for each response.
+    Read(Arc<Entry>, ReadHead),
+}
+
+/// A response complete but for a body to read from disk.
+struct ReadHead {
+    status: StatusCode,
+    headers: HeaderMap,
+    start: u64,
+    count: u64,
+}
+
+enum Head {
+    Done(Response<Body>),
+    Read(ReadHead),
+}
+
+/// The response to `req` for the file `e`: complete unless its body must be read from disk.
+fn respond_head(req: &OriginRequest, e: &Entry) -> Head {
+    // One map sized for every header a response here carries, filled in place: no builder,
+    // no regrowth (a cache hit is most of what a static site answers).
+    let mut h = HeaderMap::with_capacity(8);
+    h.insert(header::ETAG, e.etag.clone());
+    h.insert(header::LAST_MODIFIED, e.last_modified.clone());
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, e.cache_control.clone());
+    h.insert(header::CONTENT_TYPE, e.content_type.clone());
+    let len = e.len;
+    if not_modified(&req.headers, &e.etag_str, e.mtime) {
+        return Head::Done(response(StatusCode::NOT_MODIFIED, h, body::empty()));
+    }
+    let range = req
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_matches(&req.headers, &e.etag_str, &e.last_modified_str));
+    let (status, start, count) = match range.map(|r| parse_range(r, len)) {
+        None | Some(RangeResult::Ignore) => (StatusCode::OK, 0, len),
+        Some(RangeResult::Satisfiable(s, end)) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{end}/{len}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, s, end - s + 1)
+        }
+        Some(RangeResult::Unsatisfiable) => {
+            let mut r = simple(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Head::Done(r);
+        }
+    };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    let body = if req.method == Method::HEAD {
+        body::empty()
+    } else if let Some(b) = &e.body {
+        body::full(b.slice(start as usize..(start + count) as usize))
+    } else {
+        return Head::Read(ReadHead {
+            status,
+            headers: h,
+            start,
+            count,
+        });
+    };
+    Head::Done(response(status, h, body))
 }
 
 /// A response of `status` with `headers` and `body`.

@@ -34,6 +34,21 @@ impl Origin {
         matches!(self, Origin::Upstream(_))
     }
 
+    /// Whether the request's headers travel on to another server (the upstream): only then do
+    /// the client's claims of who it is need removing (a static site reads none of them).
+    pub fn forwards_headers(&self) -> bool {
+        matches!(self, Origin::Upstream(_))
+    }
+
+    /// The answer, when the origin has it without waiting: a static site's refusals and its
+    /// cached files (see [`files::StaticFiles::serve_now`]); `None` means ask [`serve`](Self::serve).
+    pub fn serve_now(&self, req: &OriginRequest) -> Option<Response<Body>> {
+        match self {
+            Origin::Files(f) => f.serve_now(req),
+            Origin::Upstream(_) => None,
+        }
+    }
+
     pub async fn serve(&self, req: OriginRequest) -> Response<Body> {
         match self {
             Origin::Files(f) => f.serve(&req).await,
