@@ -3,6 +3,7 @@
 # with h2load.
 #
 #   bash bench/h2load.sh [seconds-per-run] [rounds]
+#   THREADS=1 PUSHWISE_BIN=/path/to/pushwise bash bench/h2load.sh 5 3
 #
 # Servers run side by side and are loaded in turn, ROUNDS times; the best run of each is compared
 # (the machine is noisy). Prints req/s and pushwise/nginx ratios for:
@@ -21,8 +22,13 @@ THREADS=${THREADS:-2}
 command -v h2load >/dev/null && command -v nginx >/dev/null && command -v h2o >/dev/null || {
   echo "needs h2load, nginx and h2o: apt-get install -y nghttp2-client nginx-light h2o" >&2; exit 1; }
 
-cargo build --release -q --bin pushwise
-BIN=target/release/pushwise
+# PUSHWISE_BIN: another build to measure (e.g. an older commit's, to compare runs on one day).
+if [ -n "${PUSHWISE_BIN:-}" ]; then
+  BIN=$PUSHWISE_BIN
+else
+  cargo build --release -q --bin pushwise
+  BIN=target/release/pushwise
+fi
 BROWSER_UA='Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0'
 WORK=$(mktemp -d)
 # Servers started inside $(...) are not this shell's jobs: their pids go to $WORK/pids.
