@@ -91,8 +91,8 @@ impl StaticFiles {
 
     pub async fn serve(&self, req: &OriginRequest) -> Response<Body> {
         match self.answer_now(req) {
-            Now::Done(r) => r,
-            Now::Resolve(rel) => {
+            Step::Done(r) => r,
+            Step::Resolve(rel) => {
                 let key = req.uri.path();
                 let resolved = self.resolve_once(key, rel).await;
                 match &*resolved {
@@ -108,7 +108,7 @@ impl StaticFiles {
                     _ => simple(StatusCode::NOT_FOUND, "not found\n"),
                 }
             }
-            Now::Read(e, head) => Self::finish_read(e, head).await,
+            Step::Read(e, head) => Self::finish_read(e, head).await,
         }
     }
 
@@ -117,35 +117,36 @@ impl StaticFiles {
     /// answers, so the connection can send it in the turn the request arrived in.
     pub fn serve_now(&self, req: &OriginRequest) -> Option<Response<Body>> {
         match self.answer_now(req) {
-            Now::Done(r) => Some(r),
-            Now::Resolve(_) | Now::Read(..) => None,
+            Step::Done(r) => Some(r),
+            Step::Resolve(_) | Step::Read(..) => None,
         }
     }
 
     /// Everything `serve` does before it must wait for the file system.
-    fn answer_now(&self, req: &OriginRequest) -> Now {
+    fn answer_now(&self, req: &OriginRequest) -> Step {
         if req.method != Method::GET && req.method != Method::HEAD {
             let mut r = simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return Now::Done(r);
+            return Step::Done(r);
         }
         // The cache first: its keys are paths that passed the checks below when they were
         // resolved (only `resolve_once` fills it), so a hit needs neither again.
         if let Some(e) = self.cached(req.uri.path()) {
             return match respond_head(req, &e) {
-                Head::Done(r) => Now::Done(r),
-                Head::Read(head) => Now::Read(e, head),
+                Head::Done(r) => Step::Done(r),
+                Head::Read(head) => Step::Read(e, head),
             };
         }
         let Some(rel) = safe_relative_path(req.uri.path()) else {
-            return Now::Done(simple(StatusCode::BAD_REQUEST, "bad path\n"));
+            return Step::Done(simple(StatusCode::BAD_REQUEST, "bad path\n"));
         };
         if !self.serve_dotfiles && is_hidden(&rel) {
-            return Now::Done(simple(StatusCode::NOT_FOUND, "not found\n"));
+            return Step::Done(simple(StatusCode::NOT_FOUND, "not found\n"));
         }
-        Now::Resolve(rel)
+        Step::Resolve(rel)
     }
+
     /// Looks `key` up on the file system, once for all concurrent callers: the first runs the
     /// look-up (and caches a file it finds), the others wait for its answer.
     async fn resolve_once(&self, key: &str, rel: PathBuf) -> Arc<Resolved> {
@@ -227,7 +228,7 @@ impl StaticFiles {
 }
 
 /// How far [`StaticFiles::answer_now`] got without the file system.
-enum Now {
+enum Step {
     Done(Response<Body>),
     /// Not cached (or stale): look the path up.
     Resolve(PathBuf),
