@@ -20,7 +20,7 @@ use crate::exchange::{
 use crate::metrics::{Limit, Protocol};
 use crate::origin::{OriginRequest, simple};
 use crate::push;
-use crate::request_body::{self, Cut, Fault, declared_length, within_deadline};
+use crate::request_body::{self, Fault, answer_or_cut, declared_length, within_deadline};
 use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
@@ -90,20 +90,8 @@ async fn handle(
         body,
         client_ip: Some(conn.client_ip),
     });
-    let resp = match (
-        within_deadline(serve, &fault, cfg.request_body_timeout).await,
-        fault.get(),
-    ) {
-        (Some(resp), Cut::None | Cut::Complete) => resp,
-        (_, Cut::TooLarge) => {
-            shared.metrics.limit(Limit::request_body_size);
-            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-        }
-        _ => {
-            shared.metrics.limit(Limit::request_body_time);
-            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
-        }
-    };
+    let resp = within_deadline(serve, &fault, cfg.request_body_timeout).await;
+    let resp = answer_or_cut(&shared.metrics, resp, &fault);
     let is_page = parts.method == Method::GET
         && resp.status() == StatusCode::OK
         && resp

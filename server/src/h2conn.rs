@@ -29,7 +29,7 @@ use crate::exchange::{
 use crate::metrics::{Limit, Protocol, PushOutcome};
 use crate::origin::{OriginRequest, is_cacheable, simple};
 use crate::push::{self, ViewPlan};
-use crate::request_body::{self, Cut, Fault, declared_length, within_deadline};
+use crate::request_body::{self, Fault, answer_or_cut, declared_length, within_deadline};
 use crate::shared::Shared;
 
 pub(crate) async fn serve<IO>(
@@ -284,17 +284,7 @@ async fn answer(
             return None;
         }
     };
-    Some(match (resp, fault.get()) {
-        (Some(resp), Cut::None | Cut::Complete) => resp,
-        (_, Cut::TooLarge) => {
-            shared.metrics.limit(Limit::request_body_size);
-            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-        }
-        _ => {
-            shared.metrics.limit(Limit::request_body_time);
-            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
-        }
-    })
+    Some(answer_or_cut(&shared.metrics, resp, &fault))
 }
 
 /// What went out for a page view before its response: promised pushes, and the candidates

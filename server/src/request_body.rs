@@ -86,6 +86,30 @@ where
     Some(serve.await)
 }
 
+/// The response a request gets once the origin is done with it: the origin's, unless its body
+/// was cut (413 when too large, 408 when too slow; the limit is counted). `resp` is `None` when
+/// [`within_deadline`] gave up waiting.
+pub fn answer_or_cut(
+    metrics: &crate::metrics::Metrics,
+    resp: Option<http::Response<Body>>,
+    fault: &Fault,
+) -> http::Response<Body> {
+    use crate::metrics::Limit;
+    use crate::origin::simple;
+    use http::StatusCode;
+    match (resp, fault.get()) {
+        (Some(resp), Cut::None | Cut::Complete) => resp,
+        (_, Cut::TooLarge) => {
+            metrics.limit(Limit::request_body_size);
+            simple(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+        }
+        _ => {
+            metrics.limit(Limit::request_body_time);
+            simple(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
+        }
+    }
+}
+
 /// An HTTP/2 request stream as a body: flow-control credit goes back to the client only for
 /// the data the upstream has taken, so a slow upstream slows the client instead of filling memory.
 struct H2Recv(h2::RecvStream);
