@@ -8,7 +8,7 @@
 //! Outside a turn (HTTP/1.1, push tasks, tests) the clock is read each time.
 
 use std::cell::Cell;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 thread_local! {
     static TURN: Cell<Option<Now>> = const { Cell::new(None) };
@@ -33,10 +33,7 @@ impl Now {
 
     /// Unix milliseconds, as events carry them.
     pub fn unix_ms(&self) -> i64 {
-        self.system
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        pushwise_store::time::unix_ms(self.system)
     }
 }
 

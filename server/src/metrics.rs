@@ -32,6 +32,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::h2, Protocol::http1];
+
     /// The protocol as an access-log request line names it.
     pub fn version(self) -> &'static str {
         match self {
@@ -39,20 +41,6 @@ impl Protocol {
             Protocol::http1 => "HTTP/1.1",
         }
     }
-}
-
-/// The index of a `(protocol, status class)` series in [`Metrics::request_series`]: the order
-/// `Metrics::new` creates them in.
-fn request_series(protocol: Protocol, class: StatusClass) -> usize {
-    let p = match protocol {
-        Protocol::h2 => 0,
-        Protocol::http1 => 1,
-    };
-    let c = StatusClass::ALL
-        .iter()
-        .position(|&x| x == class)
-        .unwrap_or(0);
-    p * StatusClass::ALL.len() + c
 }
 
 /// The status class label of a response (encoded as `1xx` .. `5xx`).
@@ -201,8 +189,9 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     /// `requests`' series, resolved once: counting a response is one atomic add, not a look-up
-    /// in the family's locked map. Indexed by [`request_series`].
-    request_series: Vec<Counter>,
+    /// in the family's locked map. Indexed by protocol, then status class (their declaration
+    /// order, which `Protocol::ALL` and `StatusClass::ALL` follow).
+    request_series: [[Counter; StatusClass::ALL.len()]; Protocol::ALL.len()],
     pub request_duration: Histogram,
     pub page_views: Counter,
     pub pushes: Family<OutcomeLabels, Counter>,
@@ -398,7 +387,18 @@ impl Metrics {
             "Connections, streams and bodies cut or refused by a published limit (SECURITY.md)",
             limits.clone(),
         );
-        let mut m = Metrics {
+        // Every (protocol, status class) series exists from the start (see `zero_every_label`).
+        let request_series = Protocol::ALL.map(|protocol| {
+            StatusClass::ALL.map(|status_class| {
+                requests
+                    .get_or_create(&RequestLabels {
+                        protocol,
+                        status_class,
+                    })
+                    .clone()
+            })
+        });
+        let m = Metrics {
             registry: r,
             requests,
             request_duration,
@@ -426,40 +426,21 @@ impl Metrics {
             tls_handshake_failures,
             open_connections,
             limits,
-            request_series: Vec::new(),
+            request_series,
         };
         m.zero_every_label();
-        m.request_series = [Protocol::h2, Protocol::http1]
-            .into_iter()
-            .flat_map(|protocol| StatusClass::ALL.map(|status_class| (protocol, status_class)))
-            .map(|(protocol, status_class)| {
-                m.requests
-                    .get_or_create(&RequestLabels {
-                        protocol,
-                        status_class,
-                    })
-                    .clone()
-            })
-            .collect();
         m
     }
 
     /// Counts one response to a request (not a push) in `pushwise_requests_total`.
     pub fn request(&self, protocol: Protocol, status: u16) {
-        self.request_series[request_series(protocol, StatusClass::of(status))].inc();
+        self.request_series[protocol as usize][StatusClass::of(status) as usize].inc();
     }
 
     /// Creates every known label combination at 0, so a fresh server's scrape already has each
     /// family a dashboard queries (a family with no series shows "no data", not 0).
+    /// (`requests`' series are created with `request_series` in `new`.)
     fn zero_every_label(&self) {
-        for protocol in [Protocol::h2, Protocol::http1] {
-            for status_class in StatusClass::ALL {
-                let _ = self.requests.get_or_create(&RequestLabels {
-                    protocol,
-                    status_class,
-                });
-            }
-        }
         for outcome in PushOutcome::ALL {
             let _ = self.pushes.get_or_create(&OutcomeLabels { outcome });
         }
